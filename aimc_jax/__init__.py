@@ -1,0 +1,50 @@
+"""aimc_jax: pure-JAX simulation of analog in-memory computing (AIMC) accelerators.
+
+Crossbar tiles are parameter pytrees with jitted noisy matrix-vector multiplies
+(DAC/ADC, PCM programming noise, drift, read noise, output noise, drift
+compensation, 512 x 512 tiling); see `program`, `read`, `mvm`.
+"""
+
+from aimc_jax._config import TileConfig
+from aimc_jax._layout import TileLayout, tile_layout
+from aimc_jax._quant import fake_quantize
+from aimc_jax._ranges import Ranges, init_ranges
+from aimc_jax._tile import ProgrammedTile, TileState, mvm, program, read
+from aimc_jax.models._analog import (
+    AnalogDense,
+    LayerConfigs,
+    analog_apply,
+    analog_forward,
+    analog_layers,
+    collect_layer_inputs,
+    count_tiles,
+    init_model_ranges,
+    program_model,
+    read_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalogDense",
+    "LayerConfigs",
+    "ProgrammedTile",
+    "Ranges",
+    "TileConfig",
+    "TileLayout",
+    "TileState",
+    "analog_apply",
+    "analog_forward",
+    "analog_layers",
+    "collect_layer_inputs",
+    "count_tiles",
+    "fake_quantize",
+    "init_model_ranges",
+    "init_ranges",
+    "mvm",
+    "program",
+    "program_model",
+    "read",
+    "read_model",
+    "tile_layout",
+]

@@ -1,0 +1,122 @@
+"""Tile configuration: one frozen, hashable dataclass for the hardware model.
+
+`TileConfig` holds every number of the PCM inference model of REFERENCE §2. It is
+validated on construction and is meant to be passed to `jax.jit` as a static
+argument; vary it with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+__all__ = ["TileConfig"]
+
+_PRNG_IMPLS = (None, "threefry2x32", "rbg", "unsafe_rbg")
+
+
+def _check_resolution(name: str, value) -> None:
+    if value is None or value == 0:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"TileConfig.{name} must be an int >= 2, 0 or None (no quantisation), got {value!r}")
+    if value < 2:
+        raise ValueError(
+            f"TileConfig.{name}={value}: a resolution needs at least 2 steps over [-1, 1] "
+            "(use 0 or None for no quantisation)"
+        )
+
+
+def _check_positive(name: str, value, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"TileConfig.{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_non_negative(name: str, value) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"TileConfig.{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TileConfig:
+    """Crossbar tile hardware model (REFERENCE §2); defaults are the PCM inference model.
+
+    Attributes:
+      max_input_size: rows of one crossbar (inputs); layers are split near-equally.
+      max_output_size: columns of one crossbar (outputs).
+      inp_res: DAC steps over [-1, 1] (step 2/inp_res); 0 or None: no quantisation.
+      out_res: ADC steps over [-out_bound, out_bound]; 0 or None: no quantisation.
+      out_bound: ADC clipping bound in normalised units; None: no clipping.
+      out_noise: std of the additive Gaussian output noise, fresh per MVM.
+      g_max: maximum conductance in micro-Siemens.
+      prog_noise_scale: scale of the PCM programming noise (0 = off).
+      read_noise_scale: scale of the 1/f read noise (0 = off).
+      drift_scale: scale of the drift exponents nu (0 = no drift).
+      t0: drift reference time in seconds.
+      t_read: read duration in seconds for the 1/f noise.
+      drift_compensation: global drift compensation per crossbar.
+      noise_prng: PRNG implementation for the per-MVM output noise (None: the key's
+        own). "rbg"/"unsafe_rbg" draw much faster than threefry on CPU; the key
+        passed to `mvm` still decides the stream (it seeds the cheaper generator).
+
+    References:
+      Lammie et al., ISCAS 2024 (arXiv 2401.09859); aihwkit 1.2.0 `PCMLikeNoiseModel`.
+    """
+
+    max_input_size: int = 512
+    max_output_size: int = 512
+    inp_res: int | None = 254
+    out_res: int | None = 254
+    out_bound: float | None = 10.0
+    out_noise: float = 0.04
+    g_max: float = 25.0
+    prog_noise_scale: float = 1.0
+    read_noise_scale: float = 1.0
+    drift_scale: float = 1.0
+    t0: float = 20.0
+    t_read: float = 250e-9
+    drift_compensation: bool = True
+    noise_prng: str | None = None
+
+    def __post_init__(self):
+        for name in ("max_input_size", "max_output_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TileConfig.{name} must be an int >= 1, got {value!r}")
+        _check_resolution("inp_res", self.inp_res)
+        _check_resolution("out_res", self.out_res)
+        _check_positive("out_bound", self.out_bound, allow_none=True)
+        for name in ("out_noise", "prog_noise_scale", "read_noise_scale", "drift_scale"):
+            _check_non_negative(name, getattr(self, name))
+        for name in ("g_max", "t0", "t_read"):
+            _check_positive(name, getattr(self, name))
+        if not isinstance(self.drift_compensation, bool):
+            raise ValueError(f"TileConfig.drift_compensation must be a bool, got {self.drift_compensation!r}")
+        if self.noise_prng not in _PRNG_IMPLS:
+            raise ValueError(f"TileConfig.noise_prng must be one of {_PRNG_IMPLS}, got {self.noise_prng!r}")
+
+    @classmethod
+    def ideal(cls, **overrides) -> TileConfig:
+        """A config with every non-ideality off (no quantisation, noise, drift or clipping).
+
+        Tiling is kept (it is exact). Keyword arguments switch single effects back on,
+        e.g. `TileConfig.ideal(inp_res=254)` for the DAC alone.
+        """
+        fields = dict(
+            inp_res=None,
+            out_res=None,
+            out_bound=None,
+            out_noise=0.0,
+            prog_noise_scale=0.0,
+            read_noise_scale=0.0,
+            drift_scale=0.0,
+            drift_compensation=False,
+        )
+        fields.update(overrides)
+        return cls(**fields)
+
+    def replace(self, **changes) -> TileConfig:
+        """`dataclasses.replace` as a method (re-validates)."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,268 @@
+"""Programming, read-out and noisy matrix-vector multiply of one tiled analog layer.
+
+    chip  = program(weight, ranges, config, key=k1)   # once per chip
+    state = read(chip, t, config, key=k2)             # once per chip and drift time
+    y     = mvm(state, ranges, x, config, key=k3)     # per batch (fresh output noise)
+
+All three are pure, jit-able (config static), vmap-able over keys and
+differentiable with respect to every `Ranges` leaf (REFERENCE §2 gives the model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aimc_jax import _pcm
+from aimc_jax._checks import check_finite, is_concrete, require_key
+from aimc_jax._config import TileConfig
+from aimc_jax._layout import TileLayout, merge_last, split_last, tile_layout, to_blocks, valid_mask
+from aimc_jax._quant import fake_quantize, quantize_normalized
+from aimc_jax._ranges import Ranges, check_ranges
+
+__all__ = ["ProgrammedTile", "TileState", "mvm", "program", "read"]
+
+_meta = dict(metadata={"static": True})
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ProgrammedTile:
+    """A programmed layer: device conductances right after programming.
+
+    Arrays have the block shape (n_in, n_out, block_in, block_out); padding
+    devices (uneven splits) are zero.
+
+    Attributes:
+      g_plus, g_minus: programmed conductances of the differential pair, in uS.
+      nu_plus, nu_minus: drift exponents, sampled once per device.
+      reference: (n_in, n_out) drift-compensation reference, mean |g+ - g-| / g_max
+        over each crossbar's devices (one-hot read-out right after programming).
+      column: (n_in, out) the column ranges gamma the chip was programmed with.
+      layout: the crossbar split (static).
+    """
+
+    g_plus: jax.Array
+    g_minus: jax.Array
+    nu_plus: jax.Array
+    nu_minus: jax.Array
+    reference: jax.Array
+    column: jax.Array
+    layout: TileLayout = dataclasses.field(**_meta)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TileState:
+    """A layer read out at one inference time: what every MVM until the next read uses.
+
+    Attributes:
+      weights: (n_in, n_out, block_in, block_out) normalised conductances
+        (g+ - g-) / g_max after drift and 1/f read noise.
+      alpha: (n_in, n_out) global drift-compensation factor (1 when off).
+      column: (n_in, out) the column ranges gamma the chip was programmed with.
+      layout: the crossbar split (static).
+    """
+
+    weights: jax.Array
+    alpha: jax.Array
+    column: jax.Array
+    layout: TileLayout = dataclasses.field(**_meta)
+
+
+def _blocked_column(gamma, layout: TileLayout):
+    """(n_in, out) -> (n_in, n_out, block_out); padding columns get 1.0."""
+    return split_last(gamma, layout.out_sizes, fill=1.0)
+
+
+def _crossbar_mean_abs(w, mask: np.ndarray):
+    """Mean |w| over each crossbar's real devices: (n_in, n_out, bi, bo) -> (n_in, n_out)."""
+    counts = mask.sum(axis=(2, 3))
+    return jnp.sum(jnp.abs(w), axis=(2, 3)) / counts
+
+
+def program(weight, ranges: Ranges, config: TileConfig, *, key) -> ProgrammedTile:
+    """Program one layer's weights onto PCM crossbars.
+
+    Args:
+      weight: (in_features, out_features) kernel (Flax layout).
+      ranges: the layer's `Ranges`; `ranges.column` sets the weight-to-conductance map.
+      config: `TileConfig` (static under jit).
+      key: PRNG key for programming noise and drift exponents.
+
+    Returns:
+      A `ProgrammedTile` carrying the column ranges it was programmed with.
+
+    References:
+      aihwkit 1.2.0 `PCMLikeNoiseModel.apply_programming_noise_to_conductance`,
+      `generate_drift_coefficients`; REFERENCE §2.
+    """
+    require_key(key, "program()")
+    weight = jnp.asarray(weight)
+    if weight.ndim != 2:
+        raise ValueError(f"program: weight must be 2-D (in, out), got shape {weight.shape}")
+    layout = tile_layout(*weight.shape, config)
+    check_ranges(ranges, layout, "program")
+    check_finite(weight, "program: weight")
+    return _program(weight, ranges, config, key)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _program(weight, ranges, config, key):
+    layout = tile_layout(*weight.shape, config)
+    mask = valid_mask(layout)
+    w = to_blocks(weight.astype(jnp.float32), layout)
+    gamma = ranges.column.astype(jnp.float32)
+    w = jnp.clip(w / _blocked_column(gamma, layout)[:, :, None, :], -1.0, 1.0)
+    g_max = config.g_max
+    targets = (g_max * jnp.maximum(w, 0.0), g_max * jnp.maximum(-w, 0.0))
+    k_prog, k_nu = jax.random.split(key)
+    k_prog = jax.random.split(k_prog)
+    k_nu = jax.random.split(k_nu)
+    g_prog, nus = [], []
+    for i, g_t in enumerate(targets):
+        g = g_t
+        if config.prog_noise_scale:
+            noise = jax.random.normal(k_prog[i], g_t.shape, jnp.float32)
+            g = jnp.maximum(g_t + config.prog_noise_scale * _pcm.prog_sigma(g_t, g_max) * noise, 0.0)
+        g_prog.append(jnp.where(mask, g, 0.0))
+        if config.drift_scale:
+            mu, sigma = _pcm.drift_nu_stats(g_t, g_max)
+            nu = jnp.abs(mu + sigma * jax.random.normal(k_nu[i], g_t.shape, jnp.float32)) * config.drift_scale
+        else:
+            nu = jnp.zeros_like(g_t)
+        nus.append(jnp.where(mask, nu, 0.0))
+    reference = jax.lax.stop_gradient(_crossbar_mean_abs((g_prog[0] - g_prog[1]) / g_max, mask))
+    return ProgrammedTile(g_prog[0], g_prog[1], nus[0], nus[1], reference, gamma, layout)
+
+
+def read(programmed: ProgrammedTile, t, config: TileConfig, *, key) -> TileState:
+    """Read a programmed layer out at inference time `t` (seconds since programming).
+
+    Drift, then 1/f read noise sampled once for this read-out (aihwkit semantics:
+    the conductances are then fixed for every MVM until the next read-out), then
+    the global drift-compensation factor per crossbar (under stop_gradient).
+
+    Args:
+      programmed: from `program`.
+      t: inference time in seconds (>= 0), a Python or traced scalar.
+      config: `TileConfig` (static under jit).
+      key: PRNG key for the read noise.
+
+    Returns:
+      A `TileState`.
+
+    References:
+      aihwkit 1.2.0 `PCMLikeNoiseModel.apply_drift_noise_to_conductance`,
+      `GlobalDriftCompensation`; REFERENCE §2.
+    """
+    require_key(key, "read()")
+    if not isinstance(programmed, ProgrammedTile):
+        raise TypeError(f"read: expected a ProgrammedTile from program(), got {type(programmed).__name__}")
+    if is_concrete(t) and (not np.all(np.isfinite(t)) or np.any(np.asarray(t) < 0)):
+        raise ValueError(f"read: inference time t must be finite and >= 0 seconds, got {t!r}")
+    return _read(programmed, t, config, key)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _read(programmed, t, config, key):
+    layout = programmed.layout
+    mask = valid_mask(layout)
+    g_max = config.g_max
+    t = jnp.asarray(t, jnp.float32)
+    keys = jax.random.split(key)
+    finals = []
+    for i, (g_prog, nu) in enumerate(
+        ((programmed.g_plus, programmed.nu_plus), (programmed.g_minus, programmed.nu_minus))
+    ):
+        g_t = g_prog * _pcm.drift_factor(nu, t, config.t0) if config.drift_scale else g_prog
+        if config.read_noise_scale:
+            sig = _pcm.read_noise_q(g_prog, g_max) * _pcm.read_noise_time_factor(t, config.t0, config.t_read)
+            noise = jax.random.normal(keys[i], g_prog.shape, jnp.float32)
+            g_t = jnp.maximum(g_t + config.read_noise_scale * jnp.abs(g_t) * sig * noise, 0.0)
+        finals.append(jnp.where(mask, g_t, 0.0))
+    weights = (finals[0] - finals[1]) / g_max
+    if config.drift_compensation:
+        current = _crossbar_mean_abs(weights, mask)
+        alpha = jax.lax.stop_gradient(programmed.reference / jnp.maximum(current, 1e-12))
+    else:
+        alpha = jnp.ones(programmed.reference.shape, jnp.float32)
+    return TileState(weights, alpha, programmed.column, layout)
+
+
+def _noise_key(key, impl: str | None):
+    if impl is None:
+        return key
+    n_words = {"threefry2x32": 2, "rbg": 4, "unsafe_rbg": 4}[impl]
+    return jax.random.wrap_key_data(jax.random.bits(key, (n_words,), jnp.uint32), impl=impl)
+
+
+def mvm(state: TileState, ranges: Ranges, x, config: TileConfig, *, key):
+    """Noisy analog matrix-vector multiply of a read-out layer, `x @ W` in hardware.
+
+    Per crossbar (a, b): DAC u = q(clip(x_a / beta[a, b], -1, 1)); analog product
+    with the read-out conductances; output noise (fresh per call); ADC clip and
+    quantisation; then digital back-scaling by beta * gamma * alpha and the sum
+    over input blocks.
+
+    Args:
+      state: from `read`. Its column ranges (the ones the chip was programmed with)
+        are used for back-scaling; `ranges.column` must equal them.
+      ranges: DAC ranges `input` (and optional ADC bounds `output`) are taken from here.
+      x: (..., in_features) inputs.
+      config: `TileConfig` (static under jit).
+      key: PRNG key for the output noise.
+
+    Returns:
+      (..., out_features) outputs in the units of x @ W (no bias).
+
+    References:
+      REFERENCE §2 (order of operations); aihwkit 1.2.0 `InferenceRPUConfig` forward.
+    """
+    require_key(key, "mvm()")
+    if not isinstance(state, TileState):
+        raise TypeError(f"mvm: expected a TileState from read(), got {type(state).__name__}")
+    layout = state.layout
+    x = jnp.asarray(x)
+    if x.ndim < 1 or x.shape[-1] != layout.in_features:
+        raise ValueError(f"mvm: x has shape {x.shape}, its last axis must be the layer's {layout.in_features} inputs")
+    check_ranges(ranges, layout, "mvm")
+    _check_same_column(ranges.column, state.column)
+    out_bound = config.out_bound if ranges.output is None else ranges.output
+    if config.out_res and out_bound is None:
+        raise ValueError("mvm: out_res needs an ADC bound (config.out_bound or ranges.output)")
+    return _mvm(state, ranges, x, config, key)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def _mvm(state, ranges, x, config, key):
+    layout = state.layout
+    out_bound = config.out_bound if ranges.output is None else ranges.output
+    beta = ranges.input.astype(jnp.float32)
+    batch_shape = x.shape[:-1]
+    xb = split_last(x.reshape(-1, layout.in_features).astype(jnp.float32), layout.in_sizes)  # (N, n_in, bi)
+    u = quantize_normalized(xb[:, :, None, :], beta[None, :, :, None], config.inp_res)  # (N, n_in, n_out, bi)
+    y = jnp.einsum("nabi,abij->nabj", u, state.weights)  # (N, n_in, n_out, bo)
+    if config.out_noise:
+        noise = jax.random.normal(_noise_key(key, config.noise_prng), y.shape, jnp.float32)
+        y = y + config.out_noise * noise
+    if out_bound is not None:
+        bound = jnp.asarray(out_bound, jnp.float32)
+        y = fake_quantize(y, bound[None, :, :, None] if bound.ndim else bound, config.out_res)
+    scale = beta[:, :, None] * _blocked_column(state.column, layout) * state.alpha[:, :, None]
+    out = jnp.einsum("nabj,abj->nbj", y, scale)
+    return merge_last(out, layout.out_sizes).reshape(*batch_shape, layout.out_features)
+
+
+def _check_same_column(given, programmed) -> None:
+    if given is programmed or not (is_concrete(given) and is_concrete(programmed)):
+        return
+    if not np.array_equal(np.asarray(given), np.asarray(programmed)):
+        raise ValueError(
+            "mvm: ranges.column differs from the column ranges the chip was programmed with; "
+            "re-program the layer (program(weight, ranges, ...)) after changing gamma"
+        )

@@ -1,0 +1,336 @@
+"""Analog execution of any Flax model whose dense layers are `AnalogDense`.
+
+    ranges = init_model_ranges(variables, config)                 # naive PT start
+    chip   = program_model(variables, ranges, config, key=k1)     # once per MC chip
+    state  = read_model(chip, t, config, key=k2)                  # once per drift time
+    logits = analog_apply(module, variables, ranges, state, ids, mask, config, key=k3)
+
+Ranges, chips and states are flat dicts keyed by layer name
+("encoder/layer_0/attention/self/query"). Network weights are only ever read, so
+they stay frozen; everything is pure, jit-able (module and config static),
+vmap-able over keys and differentiable with respect to the ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import flax.traverse_util as traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aimc_jax._checks import check_finite, is_concrete
+from aimc_jax._config import TileConfig
+from aimc_jax._layout import tile_layout
+from aimc_jax._ranges import Ranges, check_ranges, init_ranges
+from aimc_jax._tile import mvm, program, read
+
+__all__ = [
+    "AnalogDense",
+    "LayerConfigs",
+    "analog_apply",
+    "analog_forward",
+    "analog_layers",
+    "collect_layer_inputs",
+    "count_tiles",
+    "init_model_ranges",
+    "program_model",
+    "read_model",
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerConfigs:
+    """Per-layer tile configs: the first matching glob pattern wins, else `default`.
+
+    A pattern mapped to None keeps those layers digital, e.g.
+    `LayerConfigs(default=TileConfig(), overrides=(("classifier/*", None),))`.
+    Hashable, so it is a valid jit static argument like `TileConfig`.
+    """
+
+    default: TileConfig | None = dataclasses.field(default_factory=TileConfig)
+    overrides: tuple[tuple[str, TileConfig | None], ...] = ()
+
+    def __post_init__(self):
+        for item in self.overrides:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise ValueError(f"LayerConfigs.overrides must be (pattern, TileConfig | None) pairs, got {item!r}")
+            if item[1] is not None and not isinstance(item[1], TileConfig):
+                raise ValueError(f"LayerConfigs override for {item[0]!r} must be a TileConfig or None")
+
+    def for_layer(self, name: str) -> TileConfig | None:
+        for pattern, config in self.overrides:
+            if fnmatch.fnmatchcase(name, pattern):
+                return config
+        return self.default
+
+
+ConfigLike = TileConfig | LayerConfigs
+
+
+def _layer_config(config: ConfigLike, name: str) -> TileConfig | None:
+    if isinstance(config, TileConfig):
+        return config
+    if isinstance(config, LayerConfigs):
+        return config.for_layer(name)
+    raise TypeError(f"config must be a TileConfig or LayerConfigs, got {type(config).__name__}")
+
+
+class AnalogDense(nn.Module):
+    """A dense layer computed on simulated analog crossbars (bias stays digital).
+
+    Parameters are those of `flax.linen.Dense` (`kernel` (in, out), `bias`), so
+    float checkpoints load unchanged. The analog data come from two variable
+    collections filled by `analog_apply`: 'ranges' (this layer's `Ranges`) and
+    'analog' (its read-out `TileState`); the output noise key from the 'analog'
+    rng stream. Layers whose config resolves to None, or called without those
+    collections, compute the float `x @ kernel + bias`.
+
+    Attributes:
+      features: output size.
+      tile_config: `TileConfig` or `LayerConfigs` (resolved by this layer's name).
+      use_bias: add the digital bias.
+    """
+
+    features: int
+    tile_config: Any = None
+    use_bias: bool = True
+    kernel_init: Callable = nn.initializers.normal(0.02)
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32) if self.use_bias else None
+        self.sow("layer_inputs", "x", x)
+        name = "/".join(self.scope.path)
+        config = None if self.tile_config is None else _layer_config(self.tile_config, name)
+        if config is None or not self.has_variable("analog", "state"):
+            if config is not None and self.has_variable("ranges", "ranges"):
+                raise ValueError(f"no programmed state for analog layer {name!r}: run read_model with the same config")
+            y = x.astype(jnp.float32) @ kernel
+        else:
+            state = self.get_variable("analog", "state")
+            ranges = self.get_variable("ranges", "ranges")
+            y = mvm(state, ranges, x, config, key=self.make_rng("analog"))
+        return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+def _params(variables) -> Mapping:
+    return variables["params"] if isinstance(variables, Mapping) and "params" in variables else variables
+
+
+def analog_layers(variables, config: ConfigLike) -> dict[str, tuple[jax.Array, TileConfig]]:
+    """Every dense kernel that runs on analog tiles: name -> (kernel (in, out), TileConfig).
+
+    A dense layer is any 2-D `kernel` parameter; its name is its module path.
+    """
+    flat = traverse_util.flatten_dict(_params(variables))
+    layers = {}
+    for path, value in flat.items():
+        if path[-1] == "kernel" and len(value.shape) == 2:
+            name = "/".join(path[:-1])
+            cfg = _layer_config(config, name)
+            if cfg is not None:
+                layers[name] = (value, cfg)
+    return layers
+
+
+def _check_names(given: Mapping, expected: Iterable[str], what: str) -> None:
+    given_names, expected_names = set(given), set(expected)
+    if given_names != expected_names:
+        missing = sorted(expected_names - given_names)
+        extra = sorted(given_names - expected_names)
+        raise ValueError(
+            f"{what} do not match the model's analog layers: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {extra[:5]}{' ...' if len(extra) > 5 else ''}"
+        )
+
+
+def _layer_key(key, name: str):
+    """A per-layer key that depends only on the layer name (stable across configs)."""
+    return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def init_model_ranges(variables, config: ConfigLike, *, calibration: Mapping | None = None) -> dict[str, Ranges]:
+    """Naive `Ranges` for every analog layer (see `aimc_jax.init_ranges` for the rules).
+
+    Args:
+      variables: the model's variables ({'params': ...}) or params.
+      config: `TileConfig` or `LayerConfigs`.
+      calibration: optional {layer name: inputs (..., in)}, e.g. from
+        `collect_layer_inputs`; layers without an entry get beta = 3.0.
+    """
+    calibration = calibration or {}
+    layers = analog_layers(variables, config)
+    unknown = sorted(set(calibration) - set(layers))
+    if unknown:
+        raise ValueError(f"calibration names layers the model does not run in analog: {unknown[:5]}")
+    return {name: init_ranges(w, cfg, inputs=calibration.get(name)) for name, (w, cfg) in layers.items()}
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _grouped_map(fn, items: Mapping[str, tuple], configs: Mapping[str, TileConfig], shape_key) -> dict:
+    """out[name] = fn(*items[name][:-1], configs[name], key=items[name][-1]) for every name.
+
+    Items that share a config and `shape_key` (Q, K, V, ... of every encoder layer)
+    are stacked and vmapped, so a model compiles a handful of programs instead of
+    one per layer; per-layer keys keep the result equal to a loop over layers.
+    """
+    groups: dict[Any, list[str]] = {}
+    for name, args in items.items():
+        groups.setdefault((configs[name], shape_key(args)), []).append(name)
+    out = {}
+    for (cfg, _), names in groups.items():
+
+        def call(*args, cfg=cfg):
+            *positional, key = args
+            return fn(*positional, cfg, key=key)
+
+        if len(names) == 1:
+            out[names[0]] = call(*items[names[0]])
+            continue
+        stacked = jax.vmap(call)(*(_stack(arg) for arg in zip(*(items[n] for n in names), strict=True)))
+        for i, name in enumerate(names):
+            out[name] = jax.tree.map(lambda a, i=i: a[i], stacked)
+    return out
+
+
+def program_model(variables, ranges: Mapping[str, Ranges], config: ConfigLike, *, key) -> dict:
+    """Program every analog layer: {name: ProgrammedTile}. Once per Monte-Carlo chip.
+
+    Layer `name` gets the key `fold_in(key, crc32(name))`, so a layer's draw does not
+    depend on which other layers are analog (common random numbers across configs).
+    """
+    if key is None:
+        raise TypeError("program_model() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    layers = analog_layers(variables, config)
+    _check_names(ranges, layers, "ranges")
+    for name, (w, cfg) in layers.items():  # eager checks with the layer's name in the message
+        check_ranges(ranges[name], tile_layout(*np.shape(w), cfg), f"program_model[{name!r}]")
+        check_finite(w, f"program_model[{name!r}]: weight")
+    items = {name: (w, ranges[name], _layer_key(key, name)) for name, (w, _) in layers.items()}
+    configs = {name: cfg for name, (_, cfg) in layers.items()}
+    return _grouped_map(program, items, configs, lambda args: (np.shape(args[0]), jax.tree.structure(args[1])))
+
+
+def read_model(chip: Mapping, t, config: ConfigLike, *, key) -> dict:
+    """Read every programmed layer out at time `t` seconds: {name: TileState}."""
+    if key is None:
+        raise TypeError("read_model() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    if not isinstance(chip, Mapping):
+        raise TypeError(f"read_model: chip must be the dict from program_model, got {type(chip).__name__}")
+    configs = {name: _layer_config(config, name) for name in chip}
+    missing = sorted(name for name, cfg in configs.items() if cfg is None)
+    if missing:
+        raise ValueError(f"read_model: the config makes these programmed layers digital: {missing[:5]}")
+    if not (np.isscalar(t) or np.ndim(t) == 0):
+        raise ValueError(f"read_model: t must be a scalar time in seconds, got shape {np.shape(t)}")
+    if is_concrete(t) and (not np.isfinite(t) or t < 0):
+        raise ValueError(f"read_model: inference time t must be finite and >= 0 seconds, got {t!r}")
+    t = jnp.asarray(t, jnp.float32)
+    items = {name: (tile, t, _layer_key(key, name)) for name, tile in chip.items()}
+    return _grouped_map(read, items, configs, lambda args: args[0].layout)
+
+
+def _nest(flat: Mapping, leaf: str) -> dict:
+    return traverse_util.unflatten_dict({(*name.split("/"), leaf): value for name, value in flat.items()})
+
+
+def analog_apply(
+    module: nn.Module,
+    variables,
+    ranges: Mapping[str, Ranges],
+    state: Mapping,
+    input_ids,
+    attention_mask,
+    config: ConfigLike,
+    *,
+    key,
+    token_type_ids=None,
+    **kwargs,
+):
+    """Run a batch through a read-out chip (the key feeds the output noise).
+
+    `module` is an `aimc_jax.models.Encoder` (its dense layers are switched to
+    `AnalogDense` here) or any Flax module built with `AnalogDense` layers.
+    Give each batch its own key, e.g. `jax.random.fold_in(key, batch_index)`.
+    """
+    if key is None:
+        raise TypeError("analog_apply() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    layers = analog_layers(variables, config)
+    _check_names(ranges, layers, "ranges")
+    _check_names(state, layers, "analog states")
+    if hasattr(module, "dense"):
+        module = module.clone(dense=functools.partial(AnalogDense, tile_config=config))
+    collections = {"params": _params(variables), "ranges": _nest(ranges, "ranges"), "analog": _nest(state, "state")}
+    return module.apply(collections, input_ids, attention_mask, token_type_ids, rngs={"analog": key}, **kwargs)
+
+
+def analog_forward(module, variables, ranges, input_ids, attention_mask, config: ConfigLike, *, t, key, **kwargs):
+    """Program a fresh chip from `key`, read it at `t`, run one batch.
+
+    Equals `program_model(key=k1)`, `read_model(key=k2)`, `analog_apply(key=k3)`
+    with `k1, k2, k3 = jax.random.split(key, 3)`.
+    """
+    if key is None:
+        raise TypeError("analog_forward() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    k1, k2, k3 = jax.random.split(key, 3)
+    chip = program_model(variables, ranges, config, key=k1)
+    state = read_model(chip, t, config, key=k2)
+    return analog_apply(module, variables, ranges, state, input_ids, attention_mask, config, key=k3, **kwargs)
+
+
+def count_tiles(variables, config: ConfigLike) -> int:
+    """Number of crossbars the model's analog layers need."""
+    return sum(tile_layout(*w.shape, cfg).n_tiles for w, cfg in analog_layers(variables, config).values())
+
+
+def collect_layer_inputs(
+    module: nn.Module, variables, batches: Iterable[Mapping], *, max_tokens: int = 8192, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Float-model inputs of every dense layer over calibration batches.
+
+    Args:
+      module: the model (an `Encoder` or any module built with `AnalogDense`).
+      variables: its variables.
+      batches: dicts with `input_ids`, `attention_mask` (and optional `token_type_ids`).
+      max_tokens: keep at most this many non-padding rows per layer (seeded subsample).
+      seed: the subsample's seed.
+
+    Returns:
+      {layer name: (rows, in_features) float32 array}, ready for `init_model_ranges`.
+    """
+    if hasattr(module, "dense"):
+        module = module.clone(dense=functools.partial(AnalogDense, tile_config=None))
+
+    @jax.jit
+    def run(params, ids, mask, types):
+        _, sown = module.apply({"params": params}, ids, mask, types, mutable=["layer_inputs"])
+        return sown["layer_inputs"]
+
+    rows: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        mask = np.asarray(batch["attention_mask"])
+        sown = run(_params(variables), batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        for path, (x,) in traverse_util.flatten_dict(sown).items():
+            x = np.asarray(x)
+            x = x[mask > 0] if x.ndim == 3 else x.reshape(-1, x.shape[-1])
+            rows.setdefault("/".join(path[:-1]), []).append(x)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, parts in rows.items():
+        x = np.concatenate(parts)
+        if len(x) > max_tokens:
+            x = x[np.sort(rng.choice(len(x), max_tokens, replace=False))]
+        out[name] = x.astype(np.float32)
+    return out

@@ -1,0 +1,215 @@
+"""The Flax (linen) BERT/RoBERTa encoder with GLUE heads; every dense layer is pluggable.
+
+`Encoder(config, dense=...)` builds each dense layer as `dense(features, name=...)`
+(default `flax.linen.Dense`); the analog runtime passes `AnalogDense` explicitly.
+Parameter names mirror transformers' (`encoder/layer_0/attention/self/query/kernel`).
+
+References:
+  Devlin et al., BERT (2019); Liu et al., RoBERTa (2019); transformers'
+  `BertForSequenceClassification` and `RobertaForSequenceClassification`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aimc_jax.models._config import EncoderConfig
+
+__all__ = ["Encoder"]
+
+_INIT = nn.initializers.normal(0.02)
+
+
+def _activation(name: str):
+    return {
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+        "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+        "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
+        "relu": jax.nn.relu,
+        "silu": jax.nn.silu,
+        "swish": jax.nn.silu,
+        "tanh": jnp.tanh,
+    }[name]
+
+
+def _layer_norm(cfg: EncoderConfig, name: str):
+    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+
+
+class _Embeddings(nn.Module):
+    cfg: EncoderConfig
+
+    @nn.compact
+    def __call__(self, input_ids, token_type_ids, deterministic):
+        cfg = self.cfg
+        if cfg.model_type == "roberta":
+            not_pad = (input_ids != cfg.pad_token_id).astype(jnp.int32)
+            positions = jnp.cumsum(not_pad, axis=-1) * not_pad + cfg.pad_token_id
+        else:
+            positions = jnp.broadcast_to(jnp.arange(input_ids.shape[-1], dtype=jnp.int32), input_ids.shape)
+
+        def embed(n, name):
+            return nn.Embed(n, cfg.hidden_size, embedding_init=_INIT, param_dtype=jnp.float32, name=name)
+
+        h = embed(cfg.vocab_size, "word_embeddings")(input_ids)
+        h = h + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
+        h = h + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
+        h = _layer_norm(cfg, "LayerNorm")(h)
+        return nn.Dropout(cfg.hidden_dropout_prob)(h, deterministic=deterministic)
+
+
+class _SelfAttention(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h, mask_bias, deterministic):
+        cfg = self.cfg
+        heads, dim = cfg.num_attention_heads, cfg.hidden_size // cfg.num_attention_heads
+
+        def project(name):
+            y = self.dense(cfg.hidden_size, name=name)(h)
+            return y.reshape(*h.shape[:-1], heads, dim)
+
+        q, k, v = project("query"), project("key"), project("value")
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.float32(dim)) + mask_bias
+        probs = jax.nn.softmax(scores, axis=-1)
+        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+        ctx = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        return ctx.reshape(*h.shape[:-1], cfg.hidden_size)
+
+
+class _Output(nn.Module):
+    """dense -> dropout -> LayerNorm(residual + .): transformers' *Output blocks."""
+
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+    features: int
+
+    @nn.compact
+    def __call__(self, h, residual, deterministic):
+        h = self.dense(self.features, name="dense")(h)
+        h = nn.Dropout(self.cfg.hidden_dropout_prob)(h, deterministic=deterministic)
+        return _layer_norm(self.cfg, "LayerNorm")(h + residual)
+
+
+class _Attention(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h, mask_bias, deterministic):
+        ctx = _SelfAttention(self.cfg, self.dense, name="self")(h, mask_bias, deterministic)
+        return _Output(self.cfg, self.dense, self.cfg.hidden_size, name="output")(ctx, h, deterministic)
+
+
+class _Intermediate(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h):
+        return _activation(self.cfg.hidden_act)(self.dense(self.cfg.intermediate_size, name="dense")(h))
+
+
+class _Layer(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h, mask_bias, deterministic):
+        a = _Attention(self.cfg, self.dense, name="attention")(h, mask_bias, deterministic)
+        i = _Intermediate(self.cfg, self.dense, name="intermediate")(a)
+        return _Output(self.cfg, self.dense, self.cfg.hidden_size, name="output")(i, a, deterministic)
+
+
+class _Stack(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h, mask_bias, deterministic):
+        for i in range(self.cfg.num_hidden_layers):
+            h = _Layer(self.cfg, self.dense, name=f"layer_{i}")(h, mask_bias, deterministic)
+        return h
+
+
+class _Pooler(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h):
+        return jnp.tanh(self.dense(self.cfg.hidden_size, name="dense")(h[:, 0]))
+
+
+class _RobertaHead(nn.Module):
+    cfg: EncoderConfig
+    dense: Callable[..., nn.Module]
+
+    @nn.compact
+    def __call__(self, h, deterministic):
+        cfg = self.cfg
+        rate = cfg.hidden_dropout_prob if cfg.classifier_dropout is None else cfg.classifier_dropout
+        x = nn.Dropout(rate)(h[:, 0], deterministic=deterministic)
+        x = jnp.tanh(self.dense(cfg.hidden_size, name="dense")(x))
+        x = nn.Dropout(rate)(x, deterministic=deterministic)
+        return self.dense(cfg.num_labels, name="out_proj")(x)
+
+
+class Encoder(nn.Module):
+    """BERT/RoBERTa encoder; with `config.num_labels` set, the sequence-classification head.
+
+    Attributes:
+      config: `EncoderConfig`.
+      dense: factory `dense(features, name=...) -> Module` for every dense layer
+        (default `nn.Dense`); pass `AnalogDense` to run them on analog tiles.
+
+    Call: `apply(variables, input_ids, attention_mask=None, token_type_ids=None,
+    deterministic=True)` with int arrays (batch, length) -> logits (batch,
+    num_labels), or the last hidden states (batch, length, hidden) without a head.
+    Dropout (deterministic=False) needs `rngs={'dropout': key}`.
+    """
+
+    config: EncoderConfig
+    dense: Any = None
+
+    def _dense(self):
+        if self.dense is not None:
+            return self.dense
+        return lambda features, name: nn.Dense(
+            features, kernel_init=_INIT, dtype=jnp.float32, param_dtype=jnp.float32, name=name
+        )
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic: bool = True):
+        cfg = self.config
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {input_ids.shape}")
+        if input_ids.shape[1] > cfg.max_length:
+            raise ValueError(
+                f"sequence length {input_ids.shape[1]} exceeds the position table: at most {cfg.max_length} "
+                f"tokens for this {cfg.model_type} model (max_position_embeddings={cfg.max_position_embeddings})"
+            )
+        if attention_mask is None:
+            attention_mask = jnp.ones(input_ids.shape, jnp.int32)
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros(input_ids.shape, jnp.int32)
+        dense = self._dense()
+        mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
+        h = _Embeddings(cfg, name="embeddings")(input_ids, token_type_ids, deterministic)
+        h = _Stack(cfg, dense, name="encoder")(h, mask_bias.astype(jnp.float32), deterministic)
+        if cfg.num_labels is None:
+            return h
+        if cfg.model_type == "roberta":
+            return _RobertaHead(cfg, dense, name="classifier")(h, deterministic)
+        pooled = _Pooler(cfg, dense, name="pooler")(h)
+        rate = cfg.hidden_dropout_prob if cfg.classifier_dropout is None else cfg.classifier_dropout
+        pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
+        return dense(cfg.num_labels, name="classifier")(pooled)
