@@ -1,9 +1,9 @@
 """Main job: the real all-MiniLM-L6-v2 on real SST-2 sentences, float vs analog over drift time.
 
-    python experiments/main.py [--glue-dir DIR] [--train 512] [--dev 256] [--seeds 3]
+    python experiments/main.py [--glue-dir DIR] [--train 2048] [--dev 256] [--seeds 3]
 
-A linear probe (ridge regression on mean-pooled sentence embeddings, the way
-all-MiniLM-L6-v2 is meant to be used) is fitted on float embeddings of SST-2
+A linear probe (ridge regression on mean-pooled, normalised sentence embeddings,
+the way all-MiniLM-L6-v2 is meant to be used) is fitted on float embeddings of SST-2
 training sentences; then the dev sentences are embedded by the float model and by
 analog chips (default `TileConfig`, naive ranges calibrated on training sentences)
 read at 1 s, 1 h, 1 day and 1 year, one fresh chip per seed. Prints probe accuracy
@@ -39,6 +39,24 @@ def read_sst2(glue_dir: Path, split: str) -> tuple[list[str], np.ndarray]:
     return [r["sentence"] for r in rows], np.array([int(r["label"]) for r in rows])
 
 
+def features(e: np.ndarray) -> np.ndarray:
+    """L2-normalised sentence embeddings (as sentence-transformers uses them) plus a bias column."""
+    return np.c_[e / np.linalg.norm(e, axis=1, keepdims=True), np.ones(len(e))]
+
+
+def fit_probe(e: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Ridge regression to +/-1 targets; the ridge strength is picked on a quarter of the training sentences."""
+
+    def solve(f, t, lam):
+        return np.linalg.solve(f.T @ f + lam * np.eye(f.shape[1]), f.T @ t)
+
+    f, t = features(e), 2.0 * y - 1
+    cut = len(f) * 3 // 4
+    lams = (0.1, 1.0, 10.0, 100.0)
+    held_out = [np.mean((f[cut:] @ solve(f[:cut], t[:cut], lam) > 0) == y[cut:]) for lam in lams]
+    return solve(f, t, lams[int(np.argmax(held_out))])
+
+
 def glue_dir_from(arg: str | None) -> Path:
     for candidate in (arg, os.environ.get("AIMC_GLUE_DIR"), Path(__file__).resolve().parents[2] / "shared/data/glue"):
         if candidate and Path(candidate).is_dir():
@@ -49,7 +67,7 @@ def glue_dir_from(arg: str | None) -> Path:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--glue-dir")
-    parser.add_argument("--train", type=int, default=512, help="training sentences for the probe")
+    parser.add_argument("--train", type=int, default=2048, help="training sentences for the probe")
     parser.add_argument("--dev", type=int, default=256, help="dev sentences scored")
     parser.add_argument("--seeds", type=int, default=3, help="analog chips (Monte-Carlo seeds)")
     parser.add_argument("--max-length", type=int, default=64)
@@ -92,12 +110,10 @@ def main():
     embed = lambda sents: np.concatenate([np.asarray(float_embed(b)) for b in batches(sents)])  # noqa: E731
     e_train, e_dev = embed(train_x), embed(dev_x)
 
-    # ridge-regression probe on float embeddings (targets +/-1)
-    feats = np.c_[e_train, np.ones(len(e_train))]
-    probe = np.linalg.solve(feats.T @ feats + 1e-2 * np.eye(feats.shape[1]), feats.T @ (2.0 * train_y - 1))
+    probe = fit_probe(e_train, train_y)
 
     def accuracy(e):
-        return float(np.mean((np.c_[e, np.ones(len(e))] @ probe > 0) == dev_y))
+        return float(np.mean((features(e) @ probe > 0) == dev_y))
 
     config = aj.TileConfig()
     calibration = aj.collect_layer_inputs(module, variables, list(batches(train_x[:128])))
