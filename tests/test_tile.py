@@ -354,6 +354,7 @@ def test_gradient_is_finite_with_zero_weights():
         ({"g_max": float("nan")}, "g_max"),
         ({"max_input_size": 0}, "max_input_size"),
         ({"noise_prng": "mersenne"}, "noise_prng"),
+        ({"noise_prng": None}, "noise_prng"),
     ],
 )
 def test_config_rejects_invalid_values(changes, match):
@@ -410,3 +411,33 @@ def test_init_ranges_rules():
     expected = np.minimum(np.abs(blocks).max((0, 2)), 3 * blocks.std((0, 2)))
     np.testing.assert_allclose(np.asarray(r.input)[:, 0], expected, rtol=1e-5)
     assert r.input.shape == (2, 1)
+
+
+# ---------------------------------------------------------------- output-noise generator
+
+
+def test_hash_normal_is_standard_normal_and_independent():
+    from aimc_jax._rng import hash_normal
+
+    key = jax.random.key(3)
+    z = np.asarray(hash_normal(key, (500, 400)))
+    flat = z.ravel()
+    assert abs(flat.mean()) < 0.01 and abs(flat.std() - 1) < 0.01
+    assert abs(stats.kurtosis(flat)) < 0.05 and abs(stats.skew(flat)) < 0.03
+    assert stats.kstest(flat, "norm").pvalue > 1e-3
+    assert abs(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]) < 0.01  # neighbours along a row
+    assert abs(np.corrcoef(z[:-1].ravel(), z[1:].ravel())[0, 1]) < 0.01  # neighbours along a column
+    other = np.asarray(hash_normal(jax.random.fold_in(key, 1), (500, 400)))
+    assert abs(np.corrcoef(flat, other.ravel())[0, 1]) < 0.01
+    keys = jax.random.split(key, 4)
+    batched = jax.vmap(lambda k: hash_normal(k, (64, 3)))(keys)
+    assert np.array_equal(np.asarray(batched), np.stack([np.asarray(hash_normal(k, (64, 3))) for k in keys]))
+
+
+@pytest.mark.parametrize("prng", ["hash", "jax"])
+def test_output_noise_generators_have_the_same_statistics(prng):
+    cfg = aj.TileConfig.ideal(out_noise=0.04, noise_prng=prng)
+    w = np.zeros((700, 600), np.float32)  # 2 x 2 crossbars: noise summed over the 2 input blocks
+    y = np.asarray(_run(w, _unit_ranges(w, cfg), np.zeros((300, 700), np.float32), cfg))
+    assert abs(y.std() / (0.04 * np.sqrt(2)) - 1) < 0.01
+    assert abs(np.corrcoef(y[:, :300].ravel(), y[:, 300:].ravel())[0, 1]) < 0.02
