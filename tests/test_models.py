@@ -40,6 +40,17 @@ def test_parity_with_transformers(tmp_path, kind, num_labels):
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
 
 
+def test_pytorch_model_bin_checkpoint(tmp_path):
+    model = tiny_hf_model("roberta", 2)
+    model.save_pretrained(tmp_path)  # transformers 5 writes safetensors only: convert by hand
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+    module, variables = from_pretrained(tmp_path)
+    ids, mask, types = tiny_batch(model)
+    out = np.asarray(module.apply(variables, jnp.asarray(ids), jnp.asarray(mask)))
+    np.testing.assert_allclose(out, _torch_out(model, ids, mask, types), atol=1e-5, rtol=0)
+
+
 def test_missing_head_is_initialised_seeded_and_reported(tmp_path, caplog):
     tiny_hf_model("bert", None).save_pretrained(tmp_path)
     with caplog.at_level("WARNING", logger="aimc_jax"):
