@@ -7,6 +7,7 @@ compensation, 512 x 512 tiling); see `program`, `read`, `mvm`.
 
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, tile_layout
+from aimc_jax._parallel import chip_mesh, default_strategy, map_chips, shard_batch
 from aimc_jax._quant import fake_quantize
 from aimc_jax._ranges import Ranges, init_ranges
 from aimc_jax._tile import ProgrammedTile, TileState, mvm, program, read
@@ -36,15 +37,19 @@ __all__ = [
     "analog_apply",
     "analog_forward",
     "analog_layers",
+    "chip_mesh",
     "collect_layer_inputs",
     "count_tiles",
+    "default_strategy",
     "fake_quantize",
     "init_model_ranges",
     "init_ranges",
+    "map_chips",
     "mvm",
     "program",
     "program_model",
     "read",
     "read_model",
+    "shard_batch",
     "tile_layout",
 ]
