@@ -16,15 +16,25 @@ DEFAULT = aj.TileConfig()
 IDEAL = aj.TileConfig.ideal()
 
 
-@pytest.fixture(scope="module", params=["bert", "roberta"])
-def tiny(request, tmp_path_factory):
+def _load_tiny(kind, tmp_path_factory):
     pytest.importorskip("torch")
-    model = tiny_hf_model(request.param, 3)
-    path = tmp_path_factory.mktemp(request.param)
+    model = tiny_hf_model(kind, 3)
+    path = tmp_path_factory.mktemp(kind)
     model.save_pretrained(path)
     module, variables = from_pretrained(path)
     ids, mask, types = tiny_batch(model)
     return module, variables, jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(types)
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta"])
+def tiny(request, tmp_path_factory):
+    return _load_tiny(request.param, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """One architecture is enough where only the shared analog path is exercised."""
+    return _load_tiny("bert", tmp_path_factory)
 
 
 _forward = jax.jit(aj.analog_forward, static_argnames=("module", "config"))
@@ -87,10 +97,8 @@ def test_grouped_programming_equals_per_layer(tiny):
     np.testing.assert_array_equal(np.asarray(chip[name].g_plus), np.asarray(single.g_plus))
 
 
-def test_vmap_over_keys_and_gradients(tiny):
-    module, variables, ids, mask, _types = tiny
-    if module.config.model_type != "bert":
-        pytest.skip("one architecture is enough: the analog path is shared")
+def test_vmap_over_keys_and_gradients(tiny_bert):
+    module, variables, ids, mask, _ = tiny_bert
     ranges = aj.init_model_ranges(variables, DEFAULT)
 
     def loss(r, key):

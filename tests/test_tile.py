@@ -55,6 +55,17 @@ def test_tile_layout_respects_config_sizes():
     assert layout.in_sizes == (256, 256, 256) and layout.out_sizes == (1024, 1024, 1024)
 
 
+def test_block_layout_round_trips_and_pads_with_zeros():
+    from aimc_jax._layout import from_blocks, to_blocks, valid_mask
+
+    w = np.random.default_rng(0).normal(size=(1001, 700)).astype(np.float32)
+    layout = aj.tile_layout(1001, 700, DEFAULT)
+    blocks = np.asarray(to_blocks(jnp.asarray(w), layout))
+    assert blocks.shape == (2, 2, 501, 350)
+    assert np.all(blocks[~valid_mask(layout)] == 0)  # the missing row of the second input block
+    np.testing.assert_array_equal(np.asarray(from_blocks(jnp.asarray(blocks), layout)), w)
+
+
 # ---------------------------------------------------------------- ideal oracle
 
 
