@@ -35,7 +35,8 @@ def chip_mesh(devices=None, axis: str = "chips") -> Mesh:
     return Mesh(np.asarray(devices), (axis,))
 
 
-def _stack(outs):
+def stack_trees(outs):
+    """Stack a list of same-structure pytrees along a new leading axis."""
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outs)
 
 
@@ -75,7 +76,7 @@ def map_chips(fn: Callable, keys, *, strategy: str = "auto", chunk_size: int | N
     if strategy == "map":
         return jax.jit(lambda k: jax.lax.map(fn, k, batch_size=chunk_size))(keys)
     single = jax.jit(fn)
-    return _stack([single(k) for k in keys])
+    return stack_trees([single(k) for k in keys])
 
 
 def shard_batch(batch, mesh: Mesh, axis: str | None = None):

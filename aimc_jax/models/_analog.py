@@ -29,6 +29,7 @@ import numpy as np
 from aimc_jax._checks import check_finite, is_concrete
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import tile_layout
+from aimc_jax._parallel import stack_trees
 from aimc_jax._ranges import Ranges, check_ranges, init_ranges
 from aimc_jax._tile import mvm, program, read
 
@@ -175,10 +176,6 @@ def init_model_ranges(variables, config: ConfigLike, *, calibration: Mapping | N
     return {name: init_ranges(w, cfg, inputs=calibration.get(name)) for name, (w, cfg) in layers.items()}
 
 
-def _stack(trees):
-    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
-
-
 def _grouped_map(fn, items: Mapping[str, tuple], configs: Mapping[str, TileConfig], shape_key) -> dict:
     """out[name] = fn(*items[name][:-1], configs[name], key=items[name][-1]) for every name.
 
@@ -199,7 +196,7 @@ def _grouped_map(fn, items: Mapping[str, tuple], configs: Mapping[str, TileConfi
         if len(names) == 1:
             out[names[0]] = call(*items[names[0]])
             continue
-        stacked = jax.vmap(call)(*(_stack(arg) for arg in zip(*(items[n] for n in names), strict=True)))
+        stacked = jax.vmap(call)(*(stack_trees(arg) for arg in zip(*(items[n] for n in names), strict=True)))
         for i, name in enumerate(names):
             out[name] = jax.tree.map(lambda a, i=i: a[i], stacked)
     return out
