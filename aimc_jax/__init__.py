@@ -5,6 +5,7 @@ Crossbar tiles are parameter pytrees with jitted noisy matrix-vector multiplies
 compensation, 512 x 512 tiling); see `program`, `read`, `mvm`.
 """
 
+from aimc_jax._cache import cache_dir, enable_compilation_cache
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, tile_layout
 from aimc_jax._parallel import chip_mesh, default_strategy, map_chips, shard_batch
@@ -37,10 +38,12 @@ __all__ = [
     "analog_apply",
     "analog_forward",
     "analog_layers",
+    "cache_dir",
     "chip_mesh",
     "collect_layer_inputs",
     "count_tiles",
     "default_strategy",
+    "enable_compilation_cache",
     "fake_quantize",
     "init_model_ranges",
     "init_ranges",

@@ -44,3 +44,67 @@ def tiny_batch(model, *, batch: int = 3, length: int = 11, seed: int = 0):
     if cfg.type_vocab_size > 1:
         types[:, length // 2 :] = 1
     return ids, mask, types
+
+
+def tiny_encoder(num_labels: int | None, *, vocab_size: int = 30522, seed: int = 0):
+    """(module, variables) of a tiny random BERT built from `jax.eval_shape` + numpy (no jitted init).
+
+    The default vocabulary is all-MiniLM-L6-v2's, so its tokenizer can feed it.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import traverse_util
+
+    from aimc_jax.models import Encoder, EncoderConfig
+
+    config = EncoderConfig(
+        model_type="bert",
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=130,
+        num_labels=num_labels,
+    )
+    module = Encoder(config)
+    shapes = jax.eval_shape(module.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 8), jnp.int32))
+    rng = np.random.default_rng(seed)
+    flat = {}
+    for path, s in traverse_util.flatten_dict(shapes["params"]).items():
+        if path[-1] == "scale":
+            flat[path] = np.ones(s.shape, np.float32)
+        elif path[-1] == "bias":
+            flat[path] = np.zeros(s.shape, np.float32)
+        else:
+            flat[path] = (0.02 * rng.standard_normal(s.shape)).astype(np.float32)
+    return module, {"params": traverse_util.unflatten_dict(flat)}
+
+
+_WORDS = {1: ("good", "great", "fine", "lovely", "superb"), 0: ("bad", "awful", "dull", "poor", "boring")}
+
+
+def write_toy_glue(root, *, n_train: int = 96, n_dev: int = 40, seed: int = 0):
+    """A GLUE-layout directory with a learnable toy SST-2 (label = sentiment word) and STS-B."""
+    from pathlib import Path
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+
+    def sentence(label):
+        return f"the film was {rng.choice(_WORDS[label])} {'and long ' * int(rng.integers(0, 4))}."
+
+    (root / "SST-2").mkdir(parents=True)
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        labels = rng.integers(0, 2, n)
+        rows = ["sentence\tlabel"] + [f"{sentence(int(y))}\t{y}" for y in labels]
+        (root / "SST-2" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    (root / "STS-B").mkdir()
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+    for split, n in (("train", n_train), ("dev", n_dev)):
+        rows = [header]
+        for i in range(n):
+            y = float(rng.uniform(0, 5))
+            rows.append(f"{i}\tg\tf\t2012\t{i:04d}\tnone\tnone\t{sentence(1)}\t{sentence(int(y > 2.5))}\t{y:.3f}")
+        (root / "STS-B" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root

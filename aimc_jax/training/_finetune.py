@@ -1,0 +1,261 @@
+"""Floating-point fine-tuning of an encoder on a GLUE task, resumable from checkpoints.
+
+    variables, info = finetune(module, variables, train, task, FinetuneConfig(), checkpoint_dir=d)
+
+AdamW (no decay on biases and LayerNorm), linear warm-up then linear decay to 0,
+dropout on, cross-entropy (classification) or mean squared error (STS-B). With a
+`checkpoint_dir`, the parameters, optimiser state and step are saved every
+`checkpoint_every` steps and at the end; a rerun resumes from the last save and a
+finished run is loaded instead of retrained. The data order is a function of
+(seed, epoch) only, so a resumed run sees the same batches as an uninterrupted one.
+
+References:
+  Devlin et al., BERT (2019), Sec. 4 (GLUE fine-tuning recipe); Loshchilov &
+  Hutter, Decoupled Weight Decay Regularization (ICLR 2019).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import traverse_util
+from tqdm.auto import tqdm
+
+from aimc_jax._cache import atomic_write
+from aimc_jax.data import Encoded, TaskSpec, make_batches, task_spec
+
+__all__ = ["FinetuneConfig", "finetune", "load_finetuned", "task_loss"]
+
+log = logging.getLogger("aimc_jax")
+
+TRAIN_BUCKETS = (16, 32, 64, 128, 256, 512)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters.
+
+    Attributes:
+      learning_rate: peak AdamW learning rate.
+      epochs: passes over the training data (fractions allowed).
+      batch_size: examples per step.
+      warmup: fraction of the steps spent warming up linearly from 0.
+      weight_decay: AdamW decoupled weight decay (not applied to biases and LayerNorm).
+      max_train: use a seeded random subset of at most this many training examples.
+      seed: data order, dropout and subset seed.
+      checkpoint_every: steps between checkpoints.
+    """
+
+    learning_rate: float = 5e-5
+    epochs: float = 3.0
+    batch_size: int = 32
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_train: int | None = None
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        for name in ("learning_rate", "epochs", "batch_size", "checkpoint_every"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FinetuneConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"FinetuneConfig.warmup must be in [0, 1), got {self.warmup}")
+        if self.weight_decay < 0:
+            raise ValueError(f"FinetuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_train is not None and self.max_train < 1:
+            raise ValueError(f"FinetuneConfig.max_train must be >= 1 or None, got {self.max_train}")
+
+
+def task_loss(spec: TaskSpec, outputs, labels, weight):
+    """Weighted mean loss: cross-entropy on logits, or squared error of output 0 (regression)."""
+    if spec.is_regression:
+        per = (outputs[:, 0] - labels.astype(jnp.float32)) ** 2
+    else:
+        per = optax.softmax_cross_entropy_with_integer_labels(outputs, labels.astype(jnp.int32))
+    return jnp.sum(per * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def _decay_mask(params):
+    flat = traverse_util.flatten_dict(params)
+    return traverse_util.unflatten_dict(
+        {k: not (k[-1] == "bias" or any("LayerNorm" in p or "layer_norm" in p for p in k)) for k in flat}
+    )
+
+
+def _optimizer(config: FinetuneConfig, total_steps: int):
+    warm = max(1, round(config.warmup * total_steps))
+    schedule = optax.join_schedules(
+        [
+            optax.linear_schedule(0.0, config.learning_rate, warm),
+            optax.linear_schedule(config.learning_rate, 0.0, max(1, total_steps - warm)),
+        ],
+        [warm],
+    )
+    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=_decay_mask)
+
+
+def _subset(encoded: Encoded, config: FinetuneConfig) -> Encoded:
+    if config.max_train is None or config.max_train >= len(encoded):
+        return encoded
+    idx = np.sort(np.random.default_rng(config.seed).choice(len(encoded), config.max_train, replace=False))
+    return Encoded(
+        input_ids=[encoded.input_ids[i] for i in idx],
+        token_type_ids=[encoded.token_type_ids[i] for i in idx],
+        labels=encoded.labels[idx],
+        pad_token_id=encoded.pad_token_id,
+    )
+
+
+def load_finetuned(checkpoint_dir, variables):
+    """(variables, info) of a finished fine-tuning run in `checkpoint_dir`, or None if not finished.
+
+    `variables` gives the structure (e.g. from `from_pretrained(..., num_labels=...)`).
+    """
+    d = Path(checkpoint_dir)
+    info_path, params_path = d / "info.json", d / "params.msgpack"
+    if not (info_path.is_file() and params_path.is_file()):
+        return None
+    info = json.loads(info_path.read_text())
+    if info.get("status") != "done":
+        return None
+    params = flax.serialization.from_bytes(variables["params"], params_path.read_bytes())
+    return {**variables, "params": params}, info
+
+
+def finetune(
+    module,
+    variables,
+    train: Encoded,
+    task: str | TaskSpec,
+    config: FinetuneConfig = FinetuneConfig(),
+    *,
+    checkpoint_dir=None,
+    max_steps: int | None = None,
+    progress: bool = True,
+):
+    """Fine-tune all parameters on `train`; returns (variables, info).
+
+    Args:
+      module: an `Encoder` with a head of `task_spec(task).num_labels` outputs.
+      variables: its initial variables (pretrained encoder + head).
+      train: the encoded training split (`aimc_jax.data.encode`).
+      task: task name or `TaskSpec` (selects the loss).
+      config: `FinetuneConfig`.
+      checkpoint_dir: save/resume here (None: no checkpoints).
+      max_steps: stop after this many steps in this call, saving a resumable
+        checkpoint (for time-limited jobs); None runs to the end.
+      progress: show a progress bar.
+
+    Returns:
+      (fine-tuned variables, info dict with the config, steps, final loss, losses every 10 steps, seconds).
+    """
+    spec = task_spec(task)
+    num_labels = getattr(getattr(module, "config", None), "num_labels", None)
+    if num_labels is not None and num_labels != spec.num_labels:
+        raise ValueError(f"{spec.name} needs a head with {spec.num_labels} outputs, the model has {num_labels}")
+    d = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if d is not None:
+        done = load_finetuned(d, variables)
+        if done is not None:
+            log.info("loaded finished fine-tuning run from %s", d)
+            return done
+        d.mkdir(parents=True, exist_ok=True)
+    train = _subset(train, config)
+    if len(train) == 0:
+        raise ValueError("no training examples")
+    per_epoch = math.ceil(len(train) / config.batch_size)
+    total = max(1, round(config.epochs * per_epoch))
+    tx = _optimizer(config, total)
+    params = variables["params"]
+    opt_state = tx.init(params)
+    step, losses = 0, []
+    state_path = d / "state.msgpack" if d is not None else None
+    if state_path is not None and state_path.is_file():
+        saved = flax.serialization.from_bytes(
+            {"params": params, "opt_state": opt_state, "step": 0, "losses": np.zeros(0, np.float32)},
+            state_path.read_bytes(),
+        )
+        params, opt_state, step = saved["params"], saved["opt_state"], int(saved["step"])
+        losses = [float(x) for x in np.asarray(saved["losses"]).ravel()]
+        log.info("resuming fine-tuning at step %d/%d from %s", step, total, d)
+    dropout_key = jax.random.key(config.seed)
+
+    @jax.jit
+    def train_step(params, opt_state, batch, key):
+        def loss_fn(p):
+            out = module.apply(
+                {**variables, "params": p},
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["token_type_ids"],
+                deterministic=False,
+                rngs={"dropout": key},
+            )
+            return task_loss(spec, out, batch["labels"], batch["weight"])
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    def save(status: str):
+        if d is None:
+            return
+        state = {"params": params, "opt_state": opt_state, "step": step, "losses": np.asarray(losses, np.float32)}
+        atomic_write(state_path, flax.serialization.to_bytes(state))
+        if status == "done":
+            atomic_write(d / "params.msgpack", flax.serialization.to_bytes(params))
+        atomic_write(d / "info.json", info(status))
+
+    start = time.time()
+
+    def info(status: str) -> dict:
+        return {
+            "status": status,
+            "task": spec.name,
+            "config": dataclasses.asdict(config),
+            "train_examples": len(train),
+            "steps": step,
+            "total_steps": total,
+            "final_loss": float(np.mean(losses[-10:])) if losses else None,
+            "losses": losses[::10],
+            "seconds": time.time() - start,
+        }
+
+    epoch_batches, epoch = None, -1
+    bar = tqdm(total=total, initial=step, desc=f"fine-tune {spec.name}", disable=not progress, unit="step")
+    last_loss = None
+    stop = total if max_steps is None else min(total, step + max_steps)
+    while step < stop:
+        e, pos = divmod(step, per_epoch)
+        if e != epoch:
+            epoch = e
+            epoch_batches = make_batches(
+                train, config.batch_size, buckets=TRAIN_BUCKETS, shuffle_seed=config.seed * 100003 + e
+            )
+        batch = {k: jnp.asarray(v) for k, v in epoch_batches[pos].items() if k != "index"}
+        params, opt_state, loss = train_step(params, opt_state, batch, jax.random.fold_in(dropout_key, step))
+        step += 1
+        last_loss = float(loss)
+        if not np.isfinite(last_loss):
+            bar.close()
+            raise FloatingPointError(f"fine-tuning {spec.name}: loss became {last_loss} at step {step}")
+        losses.append(last_loss)
+        bar.update()
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if step % config.checkpoint_every == 0 and step < total:
+            save("partial")
+    bar.close()
+    status = "done" if step >= total else "partial"
+    save(status)
+    return {**variables, "params": params}, info(status)

