@@ -1,0 +1,92 @@
+"""Saving and loading ranges together with the config and model they belong to.
+
+    save_ranges(path, ranges, config=config, variables=variables, meta={...})
+    ranges = load_ranges(path, config=config, variables=variables)  # refuses a mismatched model
+
+The file is one `.npz`: every range array, plus a JSON header with the config's
+repr, each analog layer's weight shape and a SHA-256 fingerprint of its weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from aimc_jax._cache import atomic_write
+from aimc_jax._ranges import Ranges
+from aimc_jax.models._analog import ConfigLike, analog_layers
+
+__all__ = ["load_ranges", "model_fingerprint", "read_meta", "save_ranges"]
+
+_FIELDS = ("column", "input", "output")
+
+
+def model_fingerprint(variables, config: ConfigLike) -> dict:
+    """{layer: {"shape": [in, out], "sha256": first 16 hex digits of the float32 weight bytes}}."""
+    out = {}
+    for name, (w, _) in analog_layers(variables, config).items():
+        a = np.ascontiguousarray(np.asarray(w, np.float32))
+        out[name] = {"shape": list(a.shape), "sha256": hashlib.sha256(a.tobytes()).hexdigest()[:16]}
+    return out
+
+
+def save_ranges(path, ranges: dict, *, config: ConfigLike, variables, meta: dict | None = None) -> Path:
+    """Write ranges + config + model fingerprint (+ free-form `meta`) to `path` (.npz)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for name, r in ranges.items():
+        if not isinstance(r, Ranges):
+            raise TypeError(f"{name}: expected aimc_jax.Ranges, got {type(r).__name__}")
+        for f in _FIELDS:
+            v = getattr(r, f)
+            if v is None:
+                continue
+            v = np.asarray(v, np.float32)
+            if not (np.all(np.isfinite(v)) and np.all(v > 0)):
+                raise ValueError(f"refusing to save non-finite or non-positive ranges: {name}.{f}")
+            arrays[f"{name}::{f}"] = v
+    header = {"config": repr(config), "model": model_fingerprint(variables, config), "meta": meta or {}}
+    buf = io.BytesIO()
+    np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def load_ranges(path, *, config: ConfigLike, variables) -> dict[str, Ranges]:
+    """Read ranges saved by `save_ranges`, checking they belong to this config and model.
+
+    Raises:
+      ValueError: the config differs, or the model's analog layers, shapes or weights differ.
+    """
+    with np.load(Path(path)) as data:
+        header = json.loads(bytes(data["__header__"]).decode())
+        arrays = {k: np.array(data[k]) for k in data.files if k != "__header__"}
+    if header["config"] != repr(config):
+        raise ValueError(f"{path}: ranges were optimised for config {header['config']}, not {config!r}")
+    saved, now = header["model"], model_fingerprint(variables, config)
+    if set(saved) != set(now):
+        diff = sorted(set(saved) ^ set(now))
+        raise ValueError(f"{path}: ranges belong to a model with other analog layers (differ: {diff[:5]})")
+    for name in now:
+        if saved[name]["shape"] != now[name]["shape"]:
+            raise ValueError(
+                f"{path}: layer {name} has shape {now[name]['shape']}, ranges were for {saved[name]['shape']}"
+            )
+        if saved[name]["sha256"] != now[name]["sha256"]:
+            raise ValueError(f"{path}: layer {name} has different weights than the model the ranges were optimised for")
+    out = {}
+    for name in now:
+        fields = {f: arrays.get(f"{name}::{f}") for f in _FIELDS}
+        out[name] = Ranges(column=fields["column"], input=fields["input"], output=fields["output"])
+    return out
+
+
+def read_meta(path) -> dict:
+    """The free-form metadata saved with the ranges."""
+    with np.load(Path(path)) as data:
+        return json.loads(bytes(data["__header__"]).decode())["meta"]

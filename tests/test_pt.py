@@ -1,0 +1,185 @@
+"""Post-training range optimisation: toy optimum, frozen weights, beats naive ranges, save/load, divergence."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import aimc_jax as aj
+from aimc_jax import pt
+
+from ._tiny import tiny_batch, tiny_encoder
+
+LAYER = "encoder/layer_0/intermediate/dense"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    module, variables = tiny_encoder(2, vocab_size=99, seed=1)
+
+    class _Cfg:  # tiny_batch only needs these fields
+        vocab_size, pad_token_id, type_vocab_size = 99, 0, 2
+
+    class _M:
+        config = _Cfg
+
+    batches = []
+    for seed in range(3):
+        ids, mask, types = tiny_batch(_M, batch=8, length=12, seed=seed)
+        batches.append(
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "weight": np.ones(8, np.float32)}
+        )
+    return module, variables, batches
+
+
+def test_pt_recovers_the_clipping_vs_quantisation_optimum_of_a_dac_range(tiny):
+    """A DAC-only layer on Gaussian inputs: PT's beta lands at the grid-search optimum of the MSE."""
+    _, variables, _ = tiny
+    config = aj.TileConfig.ideal(inp_res=7)  # coarse DAC, everything else ideal: a deterministic loss
+    w = np.asarray(variables["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"])
+    x = np.random.default_rng(0).standard_normal((4096, w.shape[0])).astype(np.float32)
+    obj = pt.layerwise_objective(variables, config, t=1.0, layers=[LAYER])
+    ranges = aj.init_model_ranges(variables, config)
+    start = {LAYER: ranges[LAYER].replace(input=jnp.full_like(ranges[LAYER].input, 4.0))}
+    start = {**ranges, **start}
+    key = jax.random.key(0)
+
+    def loss_at(beta):
+        r = {**start, LAYER: start[LAYER].replace(input=jnp.full_like(start[LAYER].input, beta))}
+        return float(obj(r, {LAYER: x}, key))
+
+    grid = np.linspace(0.5, 4.0, 141)
+    losses = np.array([loss_at(b) for b in grid])
+    best = grid[np.argmin(losses)]
+    res = pt.optimize_ranges(
+        obj, start, [{LAYER: x}], optax.adam(0.03), steps=150, key=key, fields="input", layers=LAYER, progress=False
+    )
+    beta = float(np.asarray(res.ranges[LAYER].input).mean())
+    assert res.losses[-1] < 0.5 * res.losses[0]
+    assert abs(beta - best) < 0.15, (beta, best)
+    assert loss_at(beta) < 1.05 * losses.min()
+    # only the chosen field and layer moved
+    np.testing.assert_array_equal(np.asarray(res.ranges[LAYER].column), np.asarray(start[LAYER].column))
+    other = "encoder/layer_1/output/dense"
+    np.testing.assert_array_equal(np.asarray(res.ranges[other].input), np.asarray(start[other].input))
+
+
+def test_pt_keeps_network_weights_bit_identical_and_beats_naive_ranges(tiny):
+    module, variables, batches = tiny
+    config = aj.TileConfig(inp_res=15, out_res=63, out_noise=0.08)  # resolutions where the ranges matter
+    before = jax.tree.map(lambda a: np.array(a, copy=True), variables)
+    calib = aj.collect_layer_inputs(module, variables, batches)
+    naive = pt.calibrated_ranges(variables, config, calib, method="naive")
+    obj = pt.distillation_objective(module, variables, config, t=(3600.0, 86400.0))
+    res = pt.optimize_ranges(obj, naive, batches, optax.adam(0.05), steps=40, key=jax.random.key(1), progress=False)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(variables), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert set(res.ranges) == set(naive) and res.layers == tuple(naive)
+    for r in res.ranges.values():
+        assert np.all(np.isfinite(np.asarray(r.column))) and np.all(np.asarray(r.column) > 0)
+    # expected loss over fresh chips (keys never used in training), paired per key
+    eval_obj = jax.jit(lambda r, b, k: obj(r, b, k))
+    keys = [jax.random.fold_in(jax.random.key(1234), i) for i in range(12)]
+    diff = [
+        float(eval_obj(res.ranges, batches[i % 3], k)) - float(eval_obj(naive, batches[i % 3], k))
+        for i, k in enumerate(keys)
+    ]
+    assert np.mean(diff) < 0 and np.mean(np.array(diff) < 0) >= 0.75, diff
+
+
+def test_task_and_layerwise_objectives_give_finite_gradients_to_both_ranges(tiny):
+    module, variables, batches = tiny
+    config = aj.TileConfig()
+    ranges = aj.init_model_ranges(variables, config)
+    batch = {**batches[0], "labels": np.array([0, 1] * 4, np.int32)}
+    obj = pt.task_objective(module, variables, config, "SST-2", t=60.0)
+    theta = pt.split_ranges(ranges, ("column", "input"), tuple(ranges))
+    g = jax.grad(lambda th: obj(pt.merge_ranges(ranges, th), jax.tree.map(jnp.asarray, batch), jax.random.key(0)))(
+        theta
+    )
+    for name in (LAYER, "classifier"):
+        for f in ("column", "input"):
+            a = np.asarray(g[name][f])
+            assert np.all(np.isfinite(a)) and np.any(a != 0), (name, f)
+    calib = aj.collect_layer_inputs(module, variables, batches)
+    lw = pt.layerwise_objective(variables, config, t=60.0)
+    lb = pt.layer_input_batches(calib, rows=64, n_batches=2)
+    assert len(lb) == 2 and set(lb[0]) == set(calib) and lb[0][LAYER].shape == (64, 32)
+    res = pt.optimize_ranges(lw, ranges, lb, optax.adam(0.02), steps=3, key=jax.random.key(0), progress=False)
+    assert res.losses.shape == (3,) and np.all(np.isfinite(res.losses))
+
+
+def test_calibration_methods(tiny):
+    module, variables, batches = tiny
+    config = aj.TileConfig()
+    calib = aj.collect_layer_inputs(module, variables, batches)
+    x = calib[LAYER]
+    got = {
+        m: float(pt.calibrated_ranges(variables, config, calib, method=m)[LAYER].input[0, 0]) for m in pt.INPUT_METHODS
+    }
+    assert got["max"] == pytest.approx(np.abs(x).max(), rel=1e-6)
+    assert got["naive"] == pytest.approx(min(np.abs(x).max(), 3 * x.std()), rel=1e-5)
+    assert got["std"] == pytest.approx(abs(x.mean()) + 3 * x.std(), rel=1e-5)
+    assert got["percentile"] == pytest.approx(np.percentile(np.abs(x), 99.9), rel=1e-6)
+    naive = aj.init_model_ranges(variables, config, calibration=calib)
+    np.testing.assert_allclose(
+        np.asarray(pt.calibrated_ranges(variables, config, calib)[LAYER].input), np.asarray(naive[LAYER].input), 1e-5
+    )
+    with pytest.raises(ValueError, match="method must be one of"):
+        pt.calibrated_ranges(variables, config, calib, method="mean")
+    with pytest.raises(ValueError, match="calibration inputs missing"):
+        pt.calibrated_ranges(variables, config, {LAYER: x})
+    filled = pt.with_output_ranges(naive, config, variables)
+    assert float(filled[LAYER].output[0, 0]) == config.out_bound
+
+
+def test_save_load_round_trip_and_refusals(tiny, tmp_path):
+    _module, variables, _ = tiny
+    config = aj.TileConfig()
+    ranges = pt.with_output_ranges(aj.init_model_ranges(variables, config), config, variables)
+    ranges = {k: r.replace(input=r.input * 1.2345) for k, r in ranges.items()}
+    path = pt.save_ranges(tmp_path / "r.npz", ranges, config=config, variables=variables, meta={"task": "toy"})
+    back = pt.load_ranges(path, config=config, variables=variables)
+    for name in ranges:
+        for f in ("column", "input", "output"):
+            np.testing.assert_array_equal(np.asarray(getattr(back[name], f)), np.asarray(getattr(ranges[name], f)))
+    assert pt.read_meta(path) == {"task": "toy"}
+    with pytest.raises(ValueError, match="optimised for config"):
+        pt.load_ranges(path, config=config.replace(out_noise=0.05), variables=variables)
+    other = jax.tree.map(lambda a: a, variables)
+    other["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"] = (
+        np.asarray(other["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"]) + 1e-3
+    )
+    with pytest.raises(ValueError, match="different weights"):
+        pt.load_ranges(path, config=config, variables=other)
+    _, bigger = tiny_encoder(3, vocab_size=99)
+    with pytest.raises(ValueError, match="shape"):
+        pt.load_ranges(path, config=config, variables=bigger)
+    bad = {**ranges, LAYER: ranges[LAYER].replace(input=ranges[LAYER].input * np.nan)}
+    with pytest.raises(ValueError, match="refusing to save"):
+        pt.save_ranges(tmp_path / "bad.npz", bad, config=config, variables=variables)
+
+
+def test_divergence_stops_with_the_last_finite_ranges(tiny):
+    _, variables, _ = tiny
+    config = aj.TileConfig()
+    ranges = aj.init_model_ranges(variables, config)
+
+    def exploding(r, batch, key):  # finite while beta < 5, then NaN
+        s = sum(jnp.sum(x.input) for x in r.values()) / sum(x.input.size for x in r.values())
+        return jnp.where(s < 5.0, -s, jnp.nan)
+
+    with pytest.raises(pt.PTDiverged, match="diverged at step") as info:
+        pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=100, key=jax.random.key(0), progress=False)
+    assert info.value.step > 0
+    for r in info.value.ranges.values():
+        assert np.all(np.isfinite(np.asarray(r.input)))
+    with pytest.raises(ValueError, match="fields must be"):
+        pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=1, key=jax.random.key(0), fields="gain")
+    with pytest.raises(ValueError, match=r"ranges\.output is None"):
+        pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=1, key=jax.random.key(0), fields="output")
+    with pytest.raises(TypeError, match="explicit PRNG key"):
+        pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=1, key=None)
+    with pytest.raises(ValueError, match="no analog layer matches"):
+        pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=1, key=jax.random.key(0), layers="x*")
