@@ -1,6 +1,30 @@
-"""Training: floating-point fine-tuning on GLUE tasks (resumable, cached per task)."""
+"""Training: floating-point and hardware-aware (HWA) fine-tuning on GLUE tasks, resumable and cached."""
 
 from aimc_jax.training._finetune import FinetuneConfig, finetune, load_finetuned, task_loss
-from aimc_jax.training._glue_models import GlueModel, glue_model, recipe
+from aimc_jax.training._glue_models import GlueModel, glue_model, hwa_glue_model, hwa_recipe, recipe
+from aimc_jax.training._hwa import (
+    HWAConfig,
+    HWADense,
+    add_input_ranges,
+    clip_weights,
+    hwa_dense_factory,
+    split_hwa_variables,
+)
 
-__all__ = ["FinetuneConfig", "GlueModel", "finetune", "glue_model", "load_finetuned", "recipe", "task_loss"]
+__all__ = [
+    "FinetuneConfig",
+    "GlueModel",
+    "HWAConfig",
+    "HWADense",
+    "add_input_ranges",
+    "clip_weights",
+    "finetune",
+    "glue_model",
+    "hwa_dense_factory",
+    "hwa_glue_model",
+    "hwa_recipe",
+    "load_finetuned",
+    "recipe",
+    "split_hwa_variables",
+    "task_loss",
+]

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import flax.serialization
@@ -143,6 +144,8 @@ def finetune(
     checkpoint_dir=None,
     max_steps: int | None = None,
     progress: bool = True,
+    optimizer: Callable[[FinetuneConfig, int], optax.GradientTransformation] | None = None,
+    project: Callable | None = None,
 ):
     """Fine-tune all parameters on `train`; returns (variables, info).
 
@@ -156,6 +159,12 @@ def finetune(
       max_steps: stop after this many steps in this call, saving a resumable
         checkpoint (for time-limited jobs); None runs to the end.
       progress: show a progress bar.
+      optimizer: `optimizer(config, total_steps) -> GradientTransformation` replacing
+        the default AdamW schedule (HWA training gives the DAC ranges their own rate).
+      project: `project(params) -> params` applied after every step (e.g. weight clipping).
+
+    Losses sown by the model into the "losses" collection (e.g. HWA's DAC-range
+    decay) are added to the task loss. An `hwa` rng stream is passed besides `dropout`.
 
     Returns:
       (fine-tuned variables, info dict with the config, steps, final loss, losses every 10 steps, seconds).
@@ -176,7 +185,7 @@ def finetune(
         raise ValueError("no training examples")
     per_epoch = math.ceil(len(train) / config.batch_size)
     total = max(1, round(config.epochs * per_epoch))
-    tx = _optimizer(config, total)
+    tx = (optimizer or _optimizer)(config, total)
     params = variables["params"]
     opt_state = tx.init(params)
     step, losses = 0, []
@@ -194,19 +203,22 @@ def finetune(
     @jax.jit
     def train_step(params, opt_state, batch, key):
         def loss_fn(p):
-            out = module.apply(
+            out, sown = module.apply(
                 {**variables, "params": p},
                 batch["input_ids"],
                 batch["attention_mask"],
                 batch["token_type_ids"],
                 deterministic=False,
-                rngs={"dropout": key},
+                rngs={"dropout": key, "hwa": jax.random.fold_in(key, 1)},
+                mutable=["losses"],
             )
-            return task_loss(spec, out, batch["labels"], batch["weight"])
+            aux = sum((jnp.sum(x) for x in jax.tree.leaves(sown)), jnp.float32(0.0))
+            return task_loss(spec, out, batch["labels"], batch["weight"]) + aux
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        params = optax.apply_updates(params, updates)
+        return (params if project is None else project(params)), opt_state, loss
 
     def save(status: str):
         if d is None:

@@ -15,12 +15,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from flax import traverse_util
 
 from aimc_jax._cache import atomic_write, cache_dir
 from aimc_jax.data import GlueSplit, encode, make_batches, task_spec, task_splits
 from aimc_jax.training._finetune import FinetuneConfig, finetune
 
-__all__ = ["GlueModel", "glue_model", "recipe"]
+__all__ = ["GlueModel", "glue_model", "hwa_glue_model", "hwa_recipe", "recipe"]
 
 # Default recipes: BERT-style 3 epochs; SST-2's 67k training sentences are cut to a
 # seeded 20k subset for one epoch to keep the CPU cost near the other tasks'.
@@ -114,3 +115,107 @@ def glue_model(
         atomic_write(d / "info.json", info)
         gm = dataclasses.replace(gm, info=info)
     return gm
+
+
+def hwa_recipe(task: str, **changes) -> FinetuneConfig:
+    """HWA fine-tuning recipe: one epoch from the FP fine-tuned model at learning rate 2e-5
+    (the FP recipe's training subset), a reduction chosen for CPU cost."""
+    base = recipe(task)
+    return dataclasses.replace(base, epochs=1.0, learning_rate=2e-5, warmup=0.06, **changes)
+
+
+def hwa_glue_model(
+    task: str,
+    hwa,
+    *,
+    tile_config=None,
+    config: FinetuneConfig | None = None,
+    base: GlueModel | None = None,
+    calibration_examples: int = 512,
+    progress: bool = True,
+    **glue_model_kwargs,
+):
+    """HWA fine-tuning of the FP fine-tuned model for `task` (cached like `glue_model`).
+
+    Args:
+      task: GLUE task name.
+      hwa: `HWAConfig` ("full" or "reduced").
+      tile_config: the `TileConfig` whose resolutions, noise and tiling full HWA emulates (default `TileConfig()`).
+      config: fine-tuning config (default `hwa_recipe(task)`).
+      base: the FP `GlueModel` to start from (default `glue_model(task, **glue_model_kwargs)`).
+      calibration_examples: training examples for the DAC-range initialisation (|mean| + 3 std, full mode).
+      progress: progress bars.
+
+    Returns:
+      (GlueModel with the plain HWA-trained weights, {layer: Ranges} learned by full HWA
+      (gamma = column abs-max of the final weights, beta = learned DAC ranges), or None for reduced HWA).
+    """
+    import optax
+
+    from aimc_jax._config import TileConfig
+    from aimc_jax.evaluation import evaluate_float
+    from aimc_jax.models import Encoder
+    from aimc_jax.models._analog import collect_layer_inputs
+    from aimc_jax.pt import calibrated_ranges
+    from aimc_jax.training._finetune import _optimizer
+    from aimc_jax.training._hwa import (
+        RANGE_PARAM,
+        add_input_ranges,
+        clip_weights,
+        hwa_dense_factory,
+        split_hwa_variables,
+    )
+
+    tile_config = tile_config or TileConfig()
+    base = base or glue_model(task, progress=progress, **glue_model_kwargs)
+    spec = task_spec(task)
+    config = config or hwa_recipe(spec.name)
+    ident = {
+        "base": base.checkpoint_dir.name,
+        "hwa": dataclasses.asdict(hwa),
+        "tile": repr(tile_config),
+        "config": dataclasses.asdict(config),
+        "calibration_examples": calibration_examples,
+    }
+    tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+    d = cache_dir("hwa", f"{base.checkpoint_dir.name}-{hwa.mode}-{tag}")
+    atomic_write(d / "identity.json", json.dumps(ident, sort_keys=True))
+    module = Encoder(base.module.config, dense=hwa_dense_factory(hwa, tile_config))
+    variables = base.variables
+    if hwa.mode == "full":
+        calib = collect_layer_inputs(base.module, variables, base.batches(base.calibration_split(calibration_examples)))
+        start = calibrated_ranges(variables, tile_config, calib, method="std", k=3.0)
+        variables = add_input_ranges({**variables, "params": clip_weights(variables["params"], hwa.clip_sigma)}, start)
+
+    def optimizer(cfg, total):
+        def label(params):
+            flat = traverse_util.flatten_dict(params)
+            return traverse_util.unflatten_dict({k: "ranges" if k[-1] == RANGE_PARAM else "weights" for k in flat})
+
+        return optax.multi_transform(
+            {"weights": _optimizer(cfg, total), "ranges": optax.adam(hwa.range_learning_rate)}, label
+        )
+
+    project = (lambda p: clip_weights(p, hwa.clip_sigma)) if hwa.mode == "full" else None
+    variables, info = finetune(
+        module,
+        variables,
+        encode(base.train, base.tokenizer, base.max_length),
+        spec,
+        config,
+        checkpoint_dir=d,
+        progress=progress,
+        optimizer=optimizer,
+        project=project,
+    )
+    plain, ranges = split_hwa_variables(variables, tile_config)
+    gm = GlueModel(base.module, plain, base.tokenizer, base.train, base.eval, base.max_length, info, d)
+    if "fp_eval" not in info:
+        info = {
+            **info,
+            "fp_eval": evaluate_float(base.module, plain, gm.batches("eval"), base.eval),
+            "note": base.eval.note,
+        }
+        atomic_write(d / "info.json", info)
+        gm = dataclasses.replace(gm, info=info)
+    return gm, (ranges if hwa.mode == "full" else None)

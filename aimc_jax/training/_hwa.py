@@ -1,0 +1,176 @@
+"""Hardware-aware (HWA) fine-tuning: the dense layer that injects hardware effects while training.
+
+    hwa = HWAConfig(mode="full")                        # or "reduced"
+    module = Encoder(config, dense=hwa_dense_factory(hwa, TileConfig()))
+    variables = add_input_ranges(variables, tile_config, ranges)   # full mode: learnable DAC ranges
+
+Full HWA (aihwkit-lightning style): per-channel Gaussian weight clipping after each
+optimiser step (`clip_weights`), additive weight noise relative to the per-channel
+max |W| (fresh per forward), the tile's DAC/ADC straight-through quantisation,
+output noise and 512 x 512 tiling (the same `mvm` the inference simulator runs,
+on noisy weights instead of PCM conductances), and learnable DAC input ranges
+(initialised from data, pulled in by `range_decay` while > 95 % of inputs fall
+inside). Reduced HWA: additive weight noise only, with no knowledge of the
+resolutions, ranges or the PCM model. Noise is applied only when an 'hwa' rng is
+given (training); without it the layer is the float `x @ W + b`.
+
+References:
+  Lammie et al., ISCAS 2024 (arXiv 2401.09859), Sec. II; Rasch et al., Hardware-aware
+  training for large-scale and diverse deep learning inference workloads using
+  in-memory computing-based accelerators, Nat. Commun. 14, 5282 (2023);
+  aihwkit-lightning 2.1.0 (`TorchInferenceRPUConfig`, input-range learning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from aimc_jax._config import TileConfig
+from aimc_jax._layout import tile_layout, to_blocks
+from aimc_jax._ranges import Ranges
+from aimc_jax._tile import TileState, _mvm
+
+__all__ = [
+    "HWAConfig",
+    "HWADense",
+    "add_input_ranges",
+    "clip_weights",
+    "hwa_dense_factory",
+    "split_hwa_variables",
+]
+
+RANGE_PARAM = "input_range"
+_INIT = nn.initializers.normal(0.02)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HWAConfig:
+    """HWA training settings.
+
+    Attributes:
+      mode: "full" or "reduced" (weight noise only).
+      weight_noise: std of the additive weight noise relative to the per-channel max |W|.
+      clip_sigma: full mode: clip each output channel to +/- clip_sigma * std (None: no clipping).
+      range_decay: full mode: decay pulling a DAC range in while > `range_inside` of its inputs are inside.
+      range_inside: the inside fraction above which the decay acts.
+      range_learning_rate: Adam learning rate of the DAC ranges (their scale is O(1), the weights' O(0.05)).
+    """
+
+    mode: str = "full"
+    weight_noise: float = 0.02
+    clip_sigma: float | None = 2.5
+    range_decay: float = 0.001
+    range_inside: float = 0.95
+    range_learning_rate: float = 1e-3
+
+    def __post_init__(self):
+        if self.mode not in ("full", "reduced"):
+            raise ValueError(f"HWAConfig.mode must be 'full' or 'reduced', got {self.mode!r}")
+        if self.weight_noise < 0:
+            raise ValueError(f"HWAConfig.weight_noise must be >= 0, got {self.weight_noise}")
+        if self.clip_sigma is not None and not self.clip_sigma > 0:
+            raise ValueError(f"HWAConfig.clip_sigma must be > 0 or None, got {self.clip_sigma}")
+        if self.range_decay < 0 or not 0 < self.range_inside <= 1 or not self.range_learning_rate > 0:
+            raise ValueError("HWAConfig: range_decay >= 0, 0 < range_inside <= 1, range_learning_rate > 0")
+
+
+def _row_block(in_sizes) -> np.ndarray:
+    return np.repeat(np.arange(len(in_sizes)), in_sizes)
+
+
+class HWADense(nn.Module):
+    """Dense layer with HWA noise injection (parameter names as `flax.linen.Dense`, plus `input_range`)."""
+
+    features: int
+    hwa: HWAConfig
+    tile_config: TileConfig
+    kernel_init: Callable = _INIT
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        x = x.astype(jnp.float32)
+        layout = tile_layout(x.shape[-1], self.features, self.tile_config)
+        full = self.hwa.mode == "full"
+        beta = self.param(RANGE_PARAM, nn.initializers.constant(3.0), (layout.n_in, layout.n_out)) if full else None
+        if not self.has_rng("hwa"):
+            y = x @ kernel
+        elif not full:
+            scale = jnp.max(jnp.abs(jax.lax.stop_gradient(kernel)), axis=0, keepdims=True)
+            noise = jax.random.normal(self.make_rng("hwa"), kernel.shape, jnp.float32)
+            y = x @ (kernel + self.hwa.weight_noise * scale * noise)
+        else:
+            rows = _row_block(layout.in_sizes)
+            w_abs = jax.lax.stop_gradient(jnp.abs(kernel))
+            gamma = jnp.stack([jnp.max(w_abs[rows == a], axis=0) for a in range(layout.n_in)])  # (n_in, out)
+            gamma = jnp.where(gamma > 0, gamma, 1.0)
+            k_w, k_out = jax.random.split(self.make_rng("hwa"))
+            w_norm = kernel / gamma[rows]
+            w_norm = w_norm + self.hwa.weight_noise * jax.random.normal(k_w, w_norm.shape, jnp.float32)
+            state = TileState(weights=to_blocks(w_norm, layout), alpha=jnp.ones_like(beta), column=gamma, layout=layout)
+            lead = x.shape[:-1]
+            y = _mvm(state, Ranges(column=gamma, input=beta), x.reshape(-1, x.shape[-1]), self.tile_config, k_out)
+            y = y.reshape(*lead, self.features)
+            if self.hwa.range_decay:
+                xa = jnp.abs(jax.lax.stop_gradient(x.reshape(-1, x.shape[-1])))
+                starts = np.cumsum((0, *layout.in_sizes))
+                inside = jnp.stack(
+                    [jnp.mean(xa[:, starts[a] : starts[a + 1], None] <= beta[a][None, None, :], axis=(0, 1))
+                     for a in range(layout.n_in)]
+                )  # fmt: skip
+                pull = jax.lax.stop_gradient((inside > self.hwa.range_inside).astype(jnp.float32))
+                self.sow("losses", "range_decay", self.hwa.range_decay * jnp.sum(beta * pull))
+        return y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+def hwa_dense_factory(hwa: HWAConfig, tile_config: TileConfig, kernel_init=_INIT):
+    """`Encoder(config, dense=...)` factory building every dense layer as an `HWADense`."""
+    return functools.partial(HWADense, hwa=hwa, tile_config=tile_config, kernel_init=kernel_init)
+
+
+def add_input_ranges(variables, ranges: Mapping[str, Ranges]) -> dict:
+    """Variables with each layer's DAC range beta (from `ranges[name].input`) as a trainable `input_range` param."""
+    flat = traverse_util.flatten_dict(variables["params"])
+    for name, r in ranges.items():
+        path = (*name.split("/"), "kernel")
+        if path not in flat:
+            raise ValueError(f"ranges name a layer the model does not have: {name}")
+        flat[(*name.split("/"), RANGE_PARAM)] = jnp.asarray(r.input, jnp.float32)
+    return {**variables, "params": traverse_util.unflatten_dict(flat)}
+
+
+def split_hwa_variables(variables, tile_config: TileConfig) -> tuple[dict, dict[str, Ranges]]:
+    """(plain variables without `input_range`, {layer: Ranges(column=abs-max of W, input=learned beta)})."""
+    from aimc_jax._ranges import init_ranges
+
+    flat = traverse_util.flatten_dict(variables["params"])
+    plain = {k: v for k, v in flat.items() if k[-1] != RANGE_PARAM}
+    ranges = {}
+    for k, beta in flat.items():
+        if k[-1] == RANGE_PARAM:
+            name = "/".join(k[:-1])
+            gamma = init_ranges(plain[(*k[:-1], "kernel")], tile_config).column
+            ranges[name] = Ranges(column=gamma, input=jnp.asarray(beta, jnp.float32))
+    return {**variables, "params": traverse_util.unflatten_dict(plain)}, ranges
+
+
+def clip_weights(params, sigma: float | None) -> Any:
+    """Clip every dense kernel per output channel to +/- sigma * std of that channel (no-op for None)."""
+    if sigma is None:
+        return params
+    flat = traverse_util.flatten_dict(params)
+    for k, v in flat.items():
+        if k[-1] == "kernel" and v.ndim == 2 and not any("embeddings" in p for p in k):
+            bound = sigma * jnp.std(v, axis=0, keepdims=True)
+            flat[k] = jnp.clip(v, -bound, bound)
+    return traverse_util.unflatten_dict(flat)

@@ -1,0 +1,127 @@
+"""HWA training layers: float without noise, tile emulation, weight noise statistics, clipping, learned ranges."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import aimc_jax as aj
+from aimc_jax import pt
+from aimc_jax.models import Encoder
+from aimc_jax.training import (
+    FinetuneConfig,
+    HWAConfig,
+    HWADense,
+    add_input_ranges,
+    clip_weights,
+    finetune,
+    hwa_dense_factory,
+    split_hwa_variables,
+)
+
+from ._tiny import tiny_encoder
+
+
+def _layer(hwa, tile, w, b, beta=None):
+    layer = HWADense(w.shape[1], hwa=hwa, tile_config=tile)
+    params = {"kernel": w, "bias": b}
+    if hwa.mode == "full":
+        params["input_range"] = beta
+    return layer, {"params": params}
+
+
+W = np.random.default_rng(0).standard_normal((700, 300)).astype(np.float32) * 0.05
+B = np.random.default_rng(1).standard_normal(300).astype(np.float32)
+X = np.random.default_rng(2).standard_normal((64, 700)).astype(np.float32)
+
+
+def test_without_an_hwa_rng_the_layer_is_float_and_ideal_tiles_equal_float():
+    for mode in ("full", "reduced"):
+        layer, v = _layer(HWAConfig(mode=mode), aj.TileConfig(), W, B, np.full((2, 1), 4.0, np.float32))
+        np.testing.assert_allclose(np.asarray(layer.apply(v, X)), X @ W + B, rtol=1e-5, atol=1e-5)
+    ideal = aj.TileConfig.ideal()
+    layer, v = _layer(HWAConfig(weight_noise=0.0), ideal, W, B, np.full((2, 1), 100.0, np.float32))
+    y = layer.apply(v, X, rngs={"hwa": jax.random.key(0)})
+    np.testing.assert_allclose(np.asarray(y), X @ W + B, rtol=1e-4, atol=1e-4)
+
+
+def test_full_hwa_is_noisy_quantised_and_learns_ranges_with_decay():
+    tile = aj.TileConfig()
+    beta = np.full((2, 1), 3.0, np.float32)
+    layer, v = _layer(HWAConfig(), tile, W, B, beta)
+    y1 = layer.apply(v, X, rngs={"hwa": jax.random.key(0)})
+    y2 = layer.apply(v, X, rngs={"hwa": jax.random.key(1)})
+    assert 0 < float(jnp.std(y1 - y2)) < 0.5 * float(np.std(X @ W))
+
+    def loss(params):
+        y, sown = layer.apply({"params": params}, X, rngs={"hwa": jax.random.key(0)}, mutable=["losses"])
+        return jnp.mean(y**2) + sum(jnp.sum(s) for s in jax.tree.leaves(sown)), sown
+
+    (_, sown), g = jax.value_and_grad(loss, has_aux=True)(v["params"])
+    for k in ("kernel", "bias", "input_range"):
+        assert np.all(np.isfinite(np.asarray(g[k]))) and np.any(np.asarray(g[k]) != 0), k
+    # |x| < 3 for > 99 % of standard normal inputs: the decay term is active
+    (decay,) = jax.tree.leaves(sown)
+    assert float(decay) == pytest.approx(0.001 * 3.0 * 2, rel=1e-6)
+
+
+def test_reduced_hwa_weight_noise_is_relative_to_the_channel_max():
+    hwa = HWAConfig(mode="reduced", weight_noise=0.03)
+    layer, v = _layer(hwa, aj.TileConfig(), W, np.zeros(300, np.float32))
+    one_hot = np.eye(700, dtype=np.float32)[:1]
+    draws = np.stack([np.asarray(layer.apply(v, one_hot, rngs={"hwa": jax.random.key(i)}))[0] for i in range(400)])
+    measured = (draws - W[0]).std(axis=0)
+    expected = 0.03 * np.abs(W).max(axis=0)
+    assert np.median(measured / expected) == pytest.approx(1.0, abs=0.05)
+
+
+def test_clipping_and_range_params_round_trip():
+    _, variables = tiny_encoder(2, vocab_size=99)
+    clipped = clip_weights(variables["params"], 2.5)
+    k = np.asarray(clipped["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"])
+    k0 = np.asarray(variables["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"])
+    assert np.all(np.abs(k) <= 2.5 * k0.std(axis=0) + 1e-7) and np.any(k != k0)
+    emb = "word_embeddings"
+    np.testing.assert_array_equal(
+        clipped["embeddings"][emb]["embedding"], variables["params"]["embeddings"][emb]["embedding"]
+    )
+    config = aj.TileConfig()
+    ranges = {n: r.replace(input=r.input * 0 + 1.7) for n, r in aj.init_model_ranges(variables, config).items()}
+    with_ranges = add_input_ranges(variables, ranges)
+    plain, learned = split_hwa_variables(with_ranges, config)
+    assert jax.tree.structure(plain) == jax.tree.structure(variables)
+    assert set(learned) == set(ranges) and all(float(r.input.mean()) == pytest.approx(1.7) for r in learned.values())
+    with pytest.raises(ValueError, match="mode"):
+        HWAConfig(mode="half")
+
+
+def test_hwa_finetuning_runs_and_its_ranges_start_pt():
+    module, variables = tiny_encoder(2, vocab_size=99)
+    config = aj.TileConfig()
+    hwa = HWAConfig(range_learning_rate=0.05)
+    hwa_module = Encoder(module.config, dense=hwa_dense_factory(hwa, config))
+    start = aj.init_model_ranges(variables, config)
+    v = add_input_ranges(variables, start)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(5, 99, (64, 10)).astype(np.int32)
+    from aimc_jax.data import Encoded
+
+    enc = Encoded([r for r in ids], [np.zeros(10, np.int32)] * 64, (ids[:, 1] > 50).astype(np.int32), 0)
+    tuned, info = finetune(
+        hwa_module, v, enc, "SST-2", FinetuneConfig(learning_rate=1e-3, epochs=2, batch_size=16), progress=False,
+        project=lambda p: clip_weights(p, 2.5),
+        optimizer=lambda cfg, total: optax.adam(1e-3),
+    )  # fmt: skip
+    assert info["steps"] == 8 and np.isfinite(info["final_loss"])
+    plain, learned = split_hwa_variables(tuned, config)
+    moved = [float(jnp.abs(learned[n].input - start[n].input).max()) for n in learned]
+    assert max(moved) > 0
+    obj = pt.distillation_objective(module, plain, config, t=3600.0)
+    batch = {
+        "input_ids": ids[:16],
+        "attention_mask": np.ones((16, 10), np.int32),
+        "token_type_ids": np.zeros((16, 10), np.int32),
+    }
+    res = pt.optimize_ranges(obj, learned, [batch], optax.adam(0.01), steps=2, key=jax.random.key(0), progress=False)
+    assert np.all(np.isfinite(res.losses))
