@@ -51,11 +51,7 @@ def tiny_encoder(num_labels: int | None, *, vocab_size: int = 30522, seed: int =
 
     The default vocabulary is all-MiniLM-L6-v2's, so its tokenizer can feed it.
     """
-    import jax
-    import jax.numpy as jnp
-    from flax import traverse_util
-
-    from aimc_jax.models import Encoder, EncoderConfig
+    from aimc_jax.models import Encoder, EncoderConfig, random_variables
 
     config = EncoderConfig(
         model_type="bert",
@@ -68,17 +64,7 @@ def tiny_encoder(num_labels: int | None, *, vocab_size: int = 30522, seed: int =
         num_labels=num_labels,
     )
     module = Encoder(config)
-    shapes = jax.eval_shape(module.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 8), jnp.int32))
-    rng = np.random.default_rng(seed)
-    flat = {}
-    for path, s in traverse_util.flatten_dict(shapes["params"]).items():
-        if path[-1] == "scale":
-            flat[path] = np.ones(s.shape, np.float32)
-        elif path[-1] == "bias":
-            flat[path] = np.zeros(s.shape, np.float32)
-        else:
-            flat[path] = (0.02 * rng.standard_normal(s.shape)).astype(np.float32)
-    return module, {"params": traverse_util.unflatten_dict(flat)}
+    return module, random_variables(module, seed=seed)
 
 
 _WORDS = {1: ("good", "great", "fine", "lovely", "superb"), 0: ("bad", "awful", "dull", "poor", "boring")}

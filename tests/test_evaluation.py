@@ -112,3 +112,13 @@ def test_format_time():
         "2 days",
         "-",
     ]
+
+
+def test_paired_ci_against_a_hand_computed_interval():
+    from aimc_jax.evaluation import paired_ci
+
+    # differences 1, 0, 1, 1: mean 0.75, sd 0.5, se 0.25, t(0.975, 3) = 3.1824
+    m, lo, hi = paired_ci([1.0, 2.0, 3.0, 4.0], [0.0, 2.0, 2.0, 3.0])
+    assert m == 0.75 and lo == pytest.approx(0.75 - 3.18245 * 0.25, abs=1e-4) and hi == pytest.approx(1.54561, abs=1e-4)
+    with pytest.raises(ValueError, match=">= 2 seeds"):
+        paired_ci([1.0], [0.0])

@@ -7,6 +7,7 @@ JSON, Markdown and a plot stamped with `run_metadata()`.
 
 from aimc_jax.evaluation._montecarlo import MCResult, evaluate_analog, evaluate_float, model_outputs, seed_keys
 from aimc_jax.evaluation._results import format_time, fp_rows, mc_rows, read_results, run_metadata, write_results
+from aimc_jax.evaluation._stats import paired_ci
 
 __all__ = [
     "MCResult",
@@ -16,6 +17,7 @@ __all__ = [
     "fp_rows",
     "mc_rows",
     "model_outputs",
+    "paired_ci",
     "read_results",
     "run_metadata",
     "seed_keys",

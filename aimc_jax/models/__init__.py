@@ -6,8 +6,16 @@ a pluggable factory, so the analog runtime (`aimc_jax.analog_apply`) can run the
 on simulated crossbars.
 """
 
-from aimc_jax.models._checkpoint import from_pretrained, load_state_dict, minilm_path
+from aimc_jax.models._checkpoint import from_pretrained, load_state_dict, minilm_path, random_variables
 from aimc_jax.models._config import SUPPORTED_MODEL_TYPES, EncoderConfig
 from aimc_jax.models._encoder import Encoder
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "Encoder", "EncoderConfig", "from_pretrained", "load_state_dict", "minilm_path"]
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "Encoder",
+    "EncoderConfig",
+    "from_pretrained",
+    "load_state_dict",
+    "minilm_path",
+    "random_variables",
+]

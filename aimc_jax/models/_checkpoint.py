@@ -22,7 +22,7 @@ import numpy as np
 from aimc_jax.models._config import EncoderConfig
 from aimc_jax.models._encoder import Encoder
 
-__all__ = ["from_pretrained", "load_state_dict", "minilm_path"]
+__all__ = ["from_pretrained", "load_state_dict", "minilm_path", "random_variables"]
 
 log = logging.getLogger("aimc_jax")
 
@@ -183,3 +183,24 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
             ", ".join(initialised),
         )
     return module, {"params": traverse_util.unflatten_dict(params)}
+
+
+def random_variables(module, *, seed: int = 0, std: float = 0.02) -> dict:
+    """Random variables for `module` (an `Encoder`) without running a jitted `init`.
+
+    Shapes come from `jax.eval_shape`; kernels and embeddings are N(0, std) from a
+    numpy generator seeded by `seed`, LayerNorm scales 1, biases 0 (BERT's init).
+    Meant for tiny test and notebook models (a jitted flax init costs seconds on CPU).
+    """
+    ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
+    shapes = traverse_util.flatten_dict(jax.eval_shape(module.init, jax.random.key(0), ids)["params"])
+    rng = np.random.default_rng(seed)
+    flat = {}
+    for path, s in shapes.items():
+        if path[-1] == "scale":
+            flat[path] = np.ones(s.shape, np.float32)
+        elif path[-1] == "bias":
+            flat[path] = np.zeros(s.shape, np.float32)
+        else:
+            flat[path] = (std * rng.standard_normal(s.shape)).astype(np.float32)
+    return {"params": traverse_util.unflatten_dict(flat)}

@@ -1,0 +1,246 @@
+"""The paper's comparisons: FP, naive ranges, PT, full HWA, reduced HWA + PT, full HWA + PT.
+
+    python experiments/compare.py [--tasks CoLA SST-2 MRPC STS-B QNLI RTE] [--seeds 10] [--max-eval 500]
+
+Per task (real all-MiniLM-L6-v2, fine-tuned per task; t = 1 h, 1 day, 1 year; the
+same `--seeds` chips, seed k = chip k, in every condition):
+  1. FP                       float model
+  2. naive                    FP weights, gamma = column abs-max, beta = min(max|x|, 3 std x)
+  3. PT                       FP weights, gamma and beta PT-optimised from 2
+  4. full HWA                 HWA-trained weights with their learned DAC ranges
+  5. reduced HWA + PT         weight-noise-trained weights, naive ranges PT-optimised
+  6. full HWA + PT            4's learned ranges (and gamma) PT-optimised
+PT: task loss of a fresh chip per step (drift time drawn from {1 h, 1 day, 1 year}),
+Adam on log ranges, `--pt-steps` steps over batches of `--calib` training examples
+(for QNLI the fine-tuning half); never the scored split. Every unit (HWA model, PT
+ranges, evaluation cell) is cached under ~/.cache/aimc_jax, so the run resumes.
+Writes experiments/results/compare.{json,md,png} with paired 95 % CIs of the claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+import zlib
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+
+import aimc_jax as aj
+from aimc_jax import pt
+from aimc_jax._cache import atomic_write
+from aimc_jax.evaluation import (
+    MCResult,
+    evaluate_analog,
+    evaluate_float,
+    fp_rows,
+    mc_rows,
+    paired_ci,
+    run_metadata,
+    write_results,
+)
+from aimc_jax.training import HWAConfig, glue_model, hwa_glue_model, hwa_recipe
+
+TASKS = ("CoLA", "SST-2", "MRPC", "STS-B", "QNLI", "RTE")
+TIMES = (3600.0, 86400.0, 365 * 86400.0)
+OUT = Path(__file__).resolve().parent / "results" / "compare"
+CONDITIONS = ("naive", "PT", "full HWA", "reduced HWA + PT", "full HWA + PT")
+
+
+def _tag(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _ranges_tag(ranges) -> str:
+    h = hashlib.sha256()
+    for name in sorted(ranges):
+        h.update(name.encode())
+        for f in ("column", "input", "output"):
+            v = getattr(ranges[name], f)
+            if v is not None:
+                h.update(np.asarray(v, np.float32).tobytes())
+    return h.hexdigest()[:10]
+
+
+def run_pt(gm, start, config, args, name):
+    """PT of gamma and beta from `start` on `gm`'s calibration data; cached as an .npz with its fingerprint."""
+    ident = {
+        "model": str(gm.checkpoint_dir.name),
+        "name": name,
+        "steps": args.pt_steps,
+        "lr": args.pt_lr,
+        "calib": args.calib,
+        "batch": args.pt_batch,
+        "times": TIMES,
+        "config": repr(config),
+        "start": _ranges_tag(start),
+    }
+    path = aj.cache_dir("pt") / f"{gm.checkpoint_dir.name}-{name.replace(' ', '_')}-{_tag(ident)}.npz"
+    if path.is_file():
+        return pt.load_ranges(path, config=config, variables=gm.variables)
+    batches = gm.batches(gm.calibration_split(args.calib, seed=1), args.pt_batch, shuffle_seed=0)
+    batches = [{k: v for k, v in b.items() if k != "index"} for b in batches]
+    obj = pt.task_objective(gm.module, gm.variables, config, gm.eval.task, t=TIMES)
+    start_time = time.time()
+    res = pt.optimize_ranges(
+        obj,
+        start,
+        batches,
+        optax.adam(args.pt_lr),
+        steps=args.pt_steps,
+        key=jax.random.key(10_000 + zlib.crc32(name.encode()) % 10_000),
+    )
+    meta = {"losses": res.losses[:: max(1, args.pt_steps // 50)].tolist(), "seconds": time.time() - start_time, **ident}
+    pt.save_ranges(path, res.ranges, config=config, variables=gm.variables, meta=meta)
+    return res.ranges
+
+
+def evaluate(gm, ranges, config, batches, split, seeds, args, condition) -> MCResult:
+    ident = {
+        "model": gm.checkpoint_dir.name,
+        "condition": condition,
+        "config": repr(config),
+        "times": TIMES,
+        "n": len(split),
+        "examples": _tag(split.text_a),
+        "ranges": _ranges_tag(ranges),
+    }
+    parts = []
+    for lo in range(0, len(seeds), args.chunk):
+        chunk = seeds[lo : lo + args.chunk]
+        path = aj.cache_dir("results", "compare") / f"{split.task.name}-{_tag(ident)}-seeds{chunk[0]}-{chunk[-1]}.json"
+        if path.is_file():
+            parts.append(MCResult.from_dict(json.loads(path.read_text())))
+            continue
+        mc = evaluate_analog(
+            gm.module,
+            gm.variables,
+            ranges,
+            batches,
+            split,
+            config,
+            times=TIMES,
+            seeds=chunk,
+            desc=f"{split.task.name} {condition} seeds {chunk[0]}-{chunk[-1]}",
+        )
+        atomic_write(path, {**mc.to_dict(), **ident})
+        parts.append(mc)
+    return MCResult(
+        task=parts[0].task,
+        times=parts[0].times,
+        seeds=tuple(s for p in parts for s in p.seeds),
+        values={m: np.concatenate([p.values[m] for p in parts], axis=1) for m in parts[0].values},
+        n_examples=parts[0].n_examples,
+    )
+
+
+def claims(results: dict) -> list[str]:
+    """Paired 95 % CIs (in metric points x 100) of the paper's two claims per task and time."""
+    lines = [
+        "| task | metric | time | (a) reduced HWA + PT - full HWA | holds (>= -0.1)? | "
+        "(b) full HWA + PT - full HWA | holds (> 0)? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for task, conds in results.items():
+        if not all(c in conds for c in ("full HWA", "reduced HWA + PT", "full HWA + PT")):
+            continue
+        metric = aj.data.task_spec(task).metrics[0]
+        for i, t in enumerate(conds["full HWA"].times):
+            base = 100 * conds["full HWA"].values[metric][i]
+            a = paired_ci(100 * conds["reduced HWA + PT"].values[metric][i], base)
+            b = paired_ci(100 * conds["full HWA + PT"].values[metric][i], base)
+            cells = [
+                task,
+                metric,
+                aj.evaluation.format_time(t),
+                f"{a[0]:+.2f} [{a[1]:+.2f}, {a[2]:+.2f}]",
+                "yes" if a[1] >= -0.1 else "no",
+                f"{b[0]:+.2f} [{b[1]:+.2f}, {b[2]:+.2f}]",
+                "yes" if b[1] > 0 else "no",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--chunk", type=int, default=5, help="seeds per cached evaluation cell")
+    parser.add_argument("--max-eval", type=int, default=500, help="scored examples per task (seeded subset)")
+    parser.add_argument("--calib", type=int, default=512, help="training examples for calibration and PT")
+    parser.add_argument("--pt-steps", type=int, default=100)
+    parser.add_argument("--pt-lr", type=float, default=0.01)
+    parser.add_argument("--pt-batch", type=int, default=32)
+    parser.add_argument("--hwa-max-train", type=int, default=None, help="cap HWA training examples (smoke tests)")
+    parser.add_argument("--glue-dir")
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args()
+    aj.enable_compilation_cache()
+    config = aj.TileConfig()
+    seeds = list(range(args.seeds))
+    rows, results, notes = [], {}, {}
+    for task in args.tasks:
+        fp_model = glue_model(task, glue_dir=args.glue_dir)
+        split = fp_model.eval
+        if len(split) > args.max_eval:
+            pick = np.sort(np.random.default_rng(0).choice(len(split), args.max_eval, replace=False))
+            split = split.subset(pick, split=f"{split.split}[{args.max_eval} seeded]")
+        if split.note:
+            notes[task] = split.note
+        batches = fp_model.batches(split, 64)
+        hwa_kw = {} if args.hwa_max_train is None else {"config": hwa_recipe(task, max_train=args.hwa_max_train)}
+        full, full_ranges = hwa_glue_model(task, HWAConfig(mode="full"), tile_config=config, base=fp_model, **hwa_kw)
+        reduced, _ = hwa_glue_model(task, HWAConfig(mode="reduced"), tile_config=config, base=fp_model, **hwa_kw)
+
+        def naive(gm):
+            calib = aj.collect_layer_inputs(gm.module, gm.variables, gm.batches(gm.calibration_split(args.calib)))
+            return pt.calibrated_ranges(gm.variables, config, calib, method="naive")
+
+        naive_fp = naive(fp_model)
+        plan = {
+            "naive": (fp_model, naive_fp),
+            "PT": (fp_model, run_pt(fp_model, naive_fp, config, args, "PT")),
+            "full HWA": (full, full_ranges),
+            "reduced HWA + PT": (reduced, run_pt(reduced, naive(reduced), config, args, "reduced HWA + PT")),
+            "full HWA + PT": (full, run_pt(full, full_ranges, config, args, "full HWA + PT")),
+        }
+        rows += fp_rows(task, evaluate_float(fp_model.module, fp_model.variables, batches, split))
+        results[task] = {}
+        for condition, (gm, ranges) in plan.items():
+            mc = evaluate(gm, ranges, config, batches, split, seeds, args, condition)
+            results[task][condition] = mc
+            rows += mc_rows(mc, condition)
+        meta = run_metadata(
+            seeds=seeds,
+            times=list(TIMES),
+            config=config,
+            scored=f"at most {args.max_eval} seeded eval examples per task",
+            pt={
+                "objective": "task loss, t drawn from the three times",
+                "optimizer": f"adam({args.pt_lr}) on log ranges",
+                "steps": args.pt_steps,
+                "batch": args.pt_batch,
+                "calibration": f"{args.calib} training examples",
+            },
+            hwa={
+                "full": HWAConfig(mode="full"),
+                "reduced": HWAConfig(mode="reduced"),
+                "recipe": "1 epoch from the FP fine-tuned model, lr 2e-5 (aimc_jax.training.hwa_recipe)"
+                + ("" if args.hwa_max_train is None else f", at most {args.hwa_max_train} examples"),
+            },
+            notes=notes,
+        )
+        paths = write_results(args.out, rows, meta, title="FP / naive / PT / HWA comparisons, all-MiniLM-L6-v2")
+        with paths[1].open("a") as f:
+            f.write("\n## The paper's claims (paired over seeds; metric x 100; mean [95 % CI])\n\n")
+            f.write("\n".join(claims(results)) + "\n")
+        print("\n".join(claims(results)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
