@@ -24,7 +24,7 @@ from aimc_jax._cache import atomic_write
 from aimc_jax.evaluation import MCResult, evaluate_analog, format_time, fp_rows, mc_rows, run_metadata, write_results
 from aimc_jax.training import glue_model
 
-TASKS = ("CoLA", "SST-2", "MRPC", "STS-B", "QNLI", "RTE", "WNLI")
+TASKS = ("CoLA", "SST-2", "MRPC", "STS-B", "RTE", "WNLI", "QNLI")  # QNLI (largest dev) last
 TIMES = (1.0, 3600.0, 86400.0, 365 * 86400.0)
 OUT = Path(__file__).resolve().parent / "results" / "baseline"
 
