@@ -33,10 +33,12 @@ import optax
 import aimc_jax as aj
 from aimc_jax import pt
 from aimc_jax._cache import atomic_write
+from aimc_jax.data import DEFAULT_BUCKETS, encode, task_spec
 from aimc_jax.evaluation import (
     MCResult,
     evaluate_analog,
     evaluate_float,
+    format_time,
     fp_rows,
     mc_rows,
     paired_ci,
@@ -82,7 +84,11 @@ def run_pt(gm, start, config, args, name):
     path = aj.cache_dir("pt") / f"{gm.checkpoint_dir.name}-{name.replace(' ', '_')}-{_tag(ident)}.npz"
     if path.is_file():
         return pt.load_ranges(path, config=config, variables=gm.variables)
-    batches = gm.batches(gm.calibration_split(args.calib, seed=1), args.pt_batch, shuffle_seed=0)
+    calib = gm.calibration_split(args.calib, seed=1)
+    # one padded length for every PT batch: one compilation of the (long-compiling) PT step per model
+    longest = int(encode(calib, gm.tokenizer, gm.max_length).lengths.max())
+    length = next(b for b in (*DEFAULT_BUCKETS, longest) if b >= longest)
+    batches = gm.batches(calib, args.pt_batch, shuffle_seed=0, buckets=(length,))
     batches = [{k: v for k, v in b.items() if k != "index"} for b in batches]
     obj = pt.task_objective(gm.module, gm.variables, config, gm.eval.task, t=TIMES)
     start_time = time.time()
@@ -148,7 +154,7 @@ def claims(results: dict) -> list[str]:
     for task, conds in results.items():
         if not all(c in conds for c in ("full HWA", "reduced HWA + PT", "full HWA + PT")):
             continue
-        metric = aj.data.task_spec(task).metrics[0]
+        metric = task_spec(task).metrics[0]
         for i, t in enumerate(conds["full HWA"].times):
             base = 100 * conds["full HWA"].values[metric][i]
             a = paired_ci(100 * conds["reduced HWA + PT"].values[metric][i], base)
@@ -156,7 +162,7 @@ def claims(results: dict) -> list[str]:
             cells = [
                 task,
                 metric,
-                aj.evaluation.format_time(t),
+                format_time(t),
                 f"{a[0]:+.2f} [{a[1]:+.2f}, {a[2]:+.2f}]",
                 "yes" if a[1] >= -0.1 else "no",
                 f"{b[0]:+.2f} [{b[1]:+.2f}, {b[2]:+.2f}]",
@@ -229,7 +235,7 @@ def main():
             },
             hwa={
                 "full": HWAConfig(mode="full"),
-                "reduced": HWAConfig(mode="reduced"),
+                "reduced": {"mode": "reduced", "weight_noise": HWAConfig(mode="reduced").weight_noise},
                 "recipe": "1 epoch from the FP fine-tuned model, lr 2e-5 (aimc_jax.training.hwa_recipe)"
                 + ("" if args.hwa_max_train is None else f", at most {args.hwa_max_train} examples"),
             },
