@@ -41,7 +41,9 @@ def format_time(t: float | None) -> str:
 
 
 def fp_rows(task: str, metrics: dict[str, float], condition: str = "FP") -> list[dict]:
-    """Rows for a float (noise-free) score: one per metric, no drift time, no spread."""
+    """Rows for a float (noise-free) score: one per metric (headline metric first), no drift time, no spread."""
+    order = task_spec(task).metrics
+    metrics = dict(sorted(metrics.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     return [
         {"task": task_spec(task).name, "condition": condition, "metric": m, "time": None, "mean": v, "std": 0.0,
          "values": [v]}
