@@ -98,6 +98,8 @@ def test_results_files_contain_what_they_claim(tmp_path):
     assert "| SST-2 | accuracy | naive ranges | 0.6000 +/- 0.1000 | 0.5000 +/- 0.1000 |" in md
     assert "| SST-2 | accuracy | FP | 0.9000 | 0.9000 |" in md
     assert "| task | metric | condition | 1 h | 1 year |" in md
+    # the headline metric comes first whatever order the metrics dict has (JSON round trips sort keys)
+    assert [r["metric"] for r in fp_rows("MRPC", {"accuracy": 0.8, "f1": 0.9})] == ["f1", "accuracy"]
     bad = [{**rows[0], "mean": float("nan")}]
     with pytest.raises(ValueError, match="non-finite"):
         write_results(tmp_path / "bad", bad, meta)
