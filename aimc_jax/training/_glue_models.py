@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +106,15 @@ def glue_model(
     d = cache_dir("finetuned", f"{Path(model).name}-{spec.name}-{tag}")
     atomic_write(d / "identity.json", ident)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    module, variables = from_pretrained(model, num_labels=spec.num_labels, seed=config.seed)
+    finished = (d / "info.json").is_file() and json.loads((d / "info.json").read_text()).get("status") == "done"
+    log = logging.getLogger("aimc_jax")
+    level = log.level
+    if finished:  # the head initialised by from_pretrained is replaced by the checkpoint's: no warning
+        log.setLevel(logging.ERROR)
+    try:
+        module, variables = from_pretrained(model, num_labels=spec.num_labels, seed=config.seed)
+    finally:
+        log.setLevel(level)
     variables, info = finetune(
         module, variables, encode(train, tokenizer, max_length), spec, config, checkpoint_dir=d, progress=progress
     )
