@@ -29,18 +29,6 @@ TIMES = (1.0, 3600.0, 86400.0, 365 * 86400.0)
 OUT = Path(__file__).resolve().parent / "results" / "baseline"
 
 
-def merge(parts: list[MCResult]) -> MCResult:
-    import numpy as np
-
-    return MCResult(
-        task=parts[0].task,
-        times=parts[0].times,
-        seeds=tuple(s for p in parts for s in p.seeds),
-        values={m: np.concatenate([p.values[m] for p in parts], axis=1) for m in parts[0].values},
-        n_examples=parts[0].n_examples,
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
@@ -86,7 +74,7 @@ def main():
             )  # fmt: skip
             atomic_write(path, {**mc.to_dict(), "seconds": time.time() - start})
             parts.append(mc)
-        mc = merge(parts)
+        mc = MCResult.concat(parts)
         rows += mc_rows(mc, "analog, naive ranges")
         head = gm.eval.task.metrics[0]
         summary = " ".join(f"{format_time(t)} {m:.4f}+/-{s:.4f}" for t, (m, s) in mc.summary()[head].items())

@@ -135,13 +135,7 @@ def evaluate(gm, ranges, config, batches, split, seeds, args, condition) -> MCRe
         )
         atomic_write(path, {**mc.to_dict(), **ident})
         parts.append(mc)
-    return MCResult(
-        task=parts[0].task,
-        times=parts[0].times,
-        seeds=tuple(s for p in parts for s in p.seeds),
-        values={m: np.concatenate([p.values[m] for p in parts], axis=1) for m in parts[0].values},
-        n_examples=parts[0].n_examples,
-    )
+    return MCResult.concat(parts)
 
 
 def claims(results: dict) -> list[str]:

@@ -84,6 +84,12 @@ def test_results_files_contain_what_they_claim(tmp_path):
         MCResult.from_dict(json.loads(json.dumps(mc.to_dict()))).values["accuracy"].tolist()
         == values["accuracy"].tolist()
     )
+    halves = [
+        MCResult("SST-2", mc.times, (s,), {"accuracy": values["accuracy"][:, [i]]}, 10) for i, s in enumerate(mc.seeds)
+    ]
+    assert MCResult.concat(halves).values["accuracy"].tolist() == values["accuracy"].tolist()
+    with pytest.raises(ValueError, match="differ"):
+        MCResult.concat([mc, MCResult("CoLA", mc.times, (3,), {"accuracy": values["accuracy"][:, :1]}, 10)])
     rows = fp_rows("SST-2", {"accuracy": 0.9}) + mc_rows(mc, "naive ranges")
     meta = run_metadata(seeds=[0, 1, 2], config=aj.TileConfig())
     paths = write_results(tmp_path / "res", rows, meta, title="toy")

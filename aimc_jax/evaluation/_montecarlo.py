@@ -100,6 +100,20 @@ class MCResult:
         }
 
     @classmethod
+    def concat(cls, parts: Sequence[MCResult]) -> MCResult:
+        """Join results over disjoint seed sets (same task, times and examples) along the seed axis."""
+        first = parts[0]
+        if any((p.task, p.times, p.n_examples) != (first.task, first.times, first.n_examples) for p in parts):
+            raise ValueError("MCResult.concat: parts differ in task, times or examples")
+        return cls(
+            task=first.task,
+            times=first.times,
+            seeds=tuple(s for p in parts for s in p.seeds),
+            values={m: np.concatenate([p.values[m] for p in parts], axis=1) for m in first.values},
+            n_examples=first.n_examples,
+        )
+
+    @classmethod
     def from_dict(cls, d: dict) -> MCResult:
         return cls(
             task=d["task"],
