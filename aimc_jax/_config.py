@@ -47,6 +47,10 @@ class TileConfig:
       max_input_size: rows of one crossbar (inputs); layers are split near-equally.
       max_output_size: columns of one crossbar (outputs).
       inp_res: DAC steps over [-1, 1] (step 2/inp_res); 0 or None: no quantisation.
+      inp_clip: the DAC clips normalised inputs x / beta to [-1, 1] (a real DAC
+        does). False: an unbounded DAC (the grid, if any, extends without limit), for
+        ablations; `ideal()` turns it off so that an ideal tile computes `x @ W`
+        whatever its ranges.
       out_res: ADC steps over [-out_bound, out_bound]; 0 or None: no quantisation.
       out_bound: ADC clipping bound in normalised units; None: no clipping.
       out_noise: std of the additive Gaussian output noise, fresh per MVM.
@@ -70,6 +74,7 @@ class TileConfig:
     max_input_size: int = 512
     max_output_size: int = 512
     inp_res: int | None = 254
+    inp_clip: bool = True
     out_res: int | None = 254
     out_bound: float | None = 10.0
     out_noise: float = 0.04
@@ -94,6 +99,8 @@ class TileConfig:
             _check_non_negative(name, getattr(self, name))
         for name in ("g_max", "t0", "t_read"):
             _check_positive(name, getattr(self, name))
+        if not isinstance(self.inp_clip, bool):
+            raise ValueError(f"TileConfig.inp_clip must be a bool, got {self.inp_clip!r}")
         if not isinstance(self.drift_compensation, bool):
             raise ValueError(f"TileConfig.drift_compensation must be a bool, got {self.drift_compensation!r}")
         if self.noise_prng not in _NOISE_PRNGS:
@@ -101,13 +108,14 @@ class TileConfig:
 
     @classmethod
     def ideal(cls, **overrides) -> TileConfig:
-        """A config with every non-ideality off (no quantisation, noise, drift or clipping).
+        """A config with every non-ideality off (no quantisation, noise, drift or clipping, DAC included).
 
         Tiling is kept (it is exact). Keyword arguments switch single effects back on,
-        e.g. `TileConfig.ideal(inp_res=254)` for the DAC alone.
+        e.g. `TileConfig.ideal(inp_res=254, inp_clip=True)` for the DAC alone.
         """
         fields = dict(
             inp_res=None,
+            inp_clip=False,
             out_res=None,
             out_bound=None,
             out_noise=0.0,

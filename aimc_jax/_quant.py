@@ -15,7 +15,7 @@ __all__ = ["fake_quantize", "quantize_normalized", "ste_round"]
 
 
 def ste_round(u, res: int | None):
-    """Round u (already in [-1, 1]) to the grid k * 2 / res; identity gradient.
+    """Round u (normally in [-1, 1]) to the grid k * 2 / res; identity gradient.
 
     The forward value is exactly the grid point: `u - stop_gradient(u)` is exactly 0.
     """
@@ -26,9 +26,15 @@ def ste_round(u, res: int | None):
     return u - jax.lax.stop_gradient(u) + q
 
 
-def quantize_normalized(x, bound, res: int | None):
-    """u_q = q(clip(x / bound, -1, 1)): the normalised, quantised value (no scale-back)."""
-    u = jnp.clip(x / bound, -1.0, 1.0)
+def quantize_normalized(x, bound, res: int | None, *, clip: bool = True):
+    """u_q = q(clip(x / bound, -1, 1)): the normalised, quantised value (no scale-back).
+
+    With `clip=False` the value is not clipped (an unbounded converter; the grid
+    k * 2 / res, if any, extends without limit).
+    """
+    u = x / bound
+    if clip:
+        u = jnp.clip(u, -1.0, 1.0)
     return ste_round(u, res)
 
 

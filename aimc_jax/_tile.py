@@ -207,7 +207,8 @@ def _normal(key, shape, prng: str):
 def mvm(state: TileState, ranges: Ranges, x, config: TileConfig, *, key):
     """Noisy analog matrix-vector multiply of a read-out layer, `x @ W` in hardware.
 
-    Per crossbar (a, b): DAC u = q(clip(x_a / beta[a, b], -1, 1)); analog product
+    Per crossbar (a, b): DAC u = q(clip(x_a / beta[a, b], -1, 1)) (no clip if
+    `config.inp_clip` is False); analog product
     with the read-out conductances; output noise (fresh per call); ADC clip and
     quantisation; then digital back-scaling by beta * gamma * alpha and the sum
     over input blocks.
@@ -260,7 +261,9 @@ def _mvm(state, ranges, x, config, key):
     for b, size_out in enumerate(layout.out_sizes):
         acc = None
         for a, size_in in enumerate(layout.in_sizes):
-            u = quantize_normalized(x[:, in_starts[a] : in_starts[a + 1]], beta[a, b], config.inp_res)
+            u = quantize_normalized(
+                x[:, in_starts[a] : in_starts[a + 1]], beta[a, b], config.inp_res, clip=config.inp_clip
+            )
             y = u @ state.weights[a, b, :size_in, :size_out]  # (N, size_out) normalised
             if config.out_noise:  # fresh per call, independent per crossbar
                 noise_key = jax.random.fold_in(key, a * layout.n_out + b)

@@ -40,16 +40,17 @@ def tiny_bert(tmp_path_factory):
 _forward = jax.jit(aj.analog_forward, static_argnames=("module", "config"))
 
 
-def _wide_inputs(ranges):
-    return {k: r.replace(input=jnp.full_like(r.input, 1e3)) for k, r in ranges.items()}
-
-
 def test_ideal_analog_forward_equals_float(tiny):
     module, variables, ids, mask, types = tiny
     fp = module.apply(variables, ids, mask, types)
-    ranges = _wide_inputs(aj.init_model_ranges(variables, IDEAL))
+    # DAC ranges far inside the activations: an ideal tile must not clip (a real one does)
+    ranges = aj.init_model_ranges(variables, IDEAL)
+    ranges = {k: r.replace(input=jnp.full_like(r.input, 0.05)) for k, r in ranges.items()}
     y = _forward(module, variables, ranges, ids, mask, IDEAL, t=0.0, key=jax.random.key(0), token_type_ids=types)
     assert np.abs(np.asarray(y) - np.asarray(fp)).max() < 1e-4
+    clipped = IDEAL.replace(inp_clip=True)
+    y = _forward(module, variables, ranges, ids, mask, clipped, t=0.0, key=jax.random.key(0), token_type_ids=types)
+    assert np.abs(np.asarray(y) - np.asarray(fp)).max() > 1e-2
 
 
 def test_default_config_is_noisy_keyed_and_reproducible(tiny):

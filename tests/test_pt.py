@@ -36,7 +36,7 @@ def tiny():
 def test_pt_recovers_the_clipping_vs_quantisation_optimum_of_a_dac_range(tiny):
     """A DAC-only layer on Gaussian inputs: PT's beta lands at the grid-search optimum of the MSE."""
     _, variables, _ = tiny
-    config = aj.TileConfig.ideal(inp_res=7)  # coarse DAC, everything else ideal: a deterministic loss
+    config = aj.TileConfig.ideal(inp_res=7, inp_clip=True)  # coarse DAC, everything else ideal: a deterministic loss
     w = np.asarray(variables["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"])
     x = np.random.default_rng(0).standard_normal((4096, w.shape[0])).astype(np.float32)
     obj = pt.layerwise_objective(variables, config, t=1.0, layers=[LAYER])

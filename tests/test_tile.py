@@ -75,10 +75,22 @@ def test_ideal_mvm_equals_matmul(n_in, n_out):
     w = rng.normal(size=(n_in, n_out)).astype(np.float32) / math.sqrt(n_in)
     x = rng.normal(size=(2, 3, n_in)).astype(np.float32)
     ranges = aj.init_ranges(w, IDEAL)
-    ranges = ranges.replace(input=jnp.full_like(ranges.input, np.abs(x).max()))
+    ranges = ranges.replace(input=jnp.full_like(ranges.input, 0.25))  # far inside |x|: an ideal DAC must not clip
     y = _run(w, ranges, x, IDEAL)
     assert y.shape == (2, 3, n_out) and y.dtype == jnp.float32
     assert _rel_err(y, x.astype(np.float64) @ w.astype(np.float64)) < 1e-5
+
+
+def test_dac_clips_at_the_input_range():
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(64, 16)).astype(np.float32)
+    x = rng.normal(size=(32, 64)).astype(np.float32)
+    cfg = aj.TileConfig.ideal(inp_clip=True)
+    ranges = aj.init_ranges(w, cfg).replace(input=jnp.full((1, 1), 0.5, jnp.float32))
+    y = _run(w, ranges, x, cfg)
+    assert _rel_err(y, np.clip(x, -0.5, 0.5).astype(np.float64) @ w.astype(np.float64)) < 1e-5
+    assert _rel_err(y, x.astype(np.float64) @ w.astype(np.float64)) > 0.1
+    assert aj.TileConfig().inp_clip and not IDEAL.inp_clip
 
 
 def test_tiled_equals_one_big_crossbar():
@@ -99,7 +111,7 @@ def test_tiled_equals_one_big_crossbar():
 
 
 def test_dac_alone_lies_on_its_grid():
-    cfg = aj.TileConfig.ideal(inp_res=254)
+    cfg = aj.TileConfig.ideal(inp_res=254, inp_clip=True)
     n, beta = 300, 1.7
     eye = np.eye(n, dtype=np.float32)
     x = np.random.default_rng(2).normal(size=(64, n)).astype(np.float32) * 1.5
@@ -121,7 +133,7 @@ def test_adc_alone_lies_on_its_grid():
     k = yn / (20 / 254)
     assert np.abs(k - np.round(k)).max() < 1e-3
     assert np.abs(yn).max() <= 10 + 1e-5
-    exact = np.clip(x / beta, -1, 1).sum(-1, keepdims=True)  # the ideal DAC clips at beta
+    exact = (x / beta).sum(-1, keepdims=True)  # the ideal DAC does not clip
     assert (np.abs(exact) > 10).any()  # clipping was exercised
     inside = np.abs(exact[:, 0]) < 10
     assert np.abs(yn - exact)[inside].max() <= 10 / 254 * (1 + 1e-4)
@@ -311,7 +323,7 @@ def test_ste_surrogate_gradient_hand_made():
 
 
 def test_mvm_dac_range_gradient_is_the_ste_formula():
-    cfg = aj.TileConfig.ideal(inp_res=254)
+    cfg = aj.TileConfig.ideal(inp_res=254, inp_clip=True)
     n, beta = 16, 1.0
     eye = np.eye(n, dtype=np.float32)
     x = np.linspace(-1.6, 1.6, n, dtype=np.float32)[None]
@@ -366,6 +378,7 @@ def test_gradient_is_finite_with_zero_weights():
         ({"max_input_size": 0}, "max_input_size"),
         ({"noise_prng": "mersenne"}, "noise_prng"),
         ({"noise_prng": None}, "noise_prng"),
+        ({"inp_clip": 1}, "inp_clip"),
     ],
 )
 def test_config_rejects_invalid_values(changes, match):
