@@ -11,6 +11,7 @@ from aimc_jax._layout import TileLayout, tile_layout
 from aimc_jax._parallel import chip_mesh, default_strategy, map_chips, shard_batch
 from aimc_jax._quant import fake_quantize
 from aimc_jax._ranges import Ranges, init_ranges
+from aimc_jax._rng import NOISE_VERSION
 from aimc_jax._tile import ProgrammedTile, TileState, mvm, program, read
 from aimc_jax.models._analog import (
     AnalogDense,
@@ -28,6 +29,7 @@ from aimc_jax.models._analog import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "NOISE_VERSION",
     "AnalogDense",
     "LayerConfigs",
     "ProgrammedTile",

@@ -4,7 +4,7 @@ The output noise needs n_in_blocks x out Gaussian draws per token; with JAX's
 default threefry on a CPU the bits alone cost about as much as the matmul. Here a
 threefry key gives two 32-bit seeds, and each element's bits are a hash of its
 index: a Weyl step and two rounds of the `lowbias32` integer mixer (C. Wellons),
-then 24 bits -> uniform in (-1, 1) -> sqrt(2) * erfinv. Pure elementwise code, so
+then 23 bits -> uniform in (-1, 1) -> sqrt(2) * erfinv (`bits_to_normal`). Pure elementwise code, so
 XLA fuses it into the consumer, and it is vmap-invariant by construction (a
 function of (key, index) only): vmap over keys equals a loop over keys.
 """
@@ -17,7 +17,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["hash_normal"]
+__all__ = ["NOISE_VERSION", "bits_to_normal", "hash_normal"]
+
+# Bumped whenever the noise streams change; experiments put it in their cache keys.
+# 2: 23-bit uniforms (version 1 rounded its largest 24-bit value to u = 1, i.e. +inf,
+#    once in 2**24 draws; the ADC clipped it to a full-scale spike).
+NOISE_VERSION = 2
 
 
 def _mix(h):
@@ -38,7 +43,7 @@ def hash_normal(key, shape: tuple[int, ...], dtype=jnp.float32):
       dtype: floating output dtype.
 
     Returns:
-      An array of N(0, 1) draws with 24-bit uniform resolution (|z| <= 5.4).
+      An array of N(0, 1) draws with 23-bit uniform resolution (always finite, |z| < 5.3).
     """
     size = math.prod(shape)
     if size >= 2**32:
@@ -54,5 +59,15 @@ def hash_normal(key, shape: tuple[int, ...], dtype=jnp.float32):
     )
     h = _mix(index * jnp.uint32(0x9E3779B9) + seeds[0])
     h = _mix(h ^ seeds[1])
-    u = ((h >> 8).astype(jnp.float32) + 0.5) * jnp.float32(2.0**-23) - 1.0
-    return (jnp.sqrt(jnp.float32(2.0)) * jax.lax.erf_inv(u)).astype(dtype)
+    return bits_to_normal(h).astype(dtype)
+
+
+def bits_to_normal(h):
+    """uint32 bits -> standard normal: the top 23 bits k give u = (k + 0.5) 2**-22 - 1.
+
+    Every step is exact in float32 (k + 0.5 needs 24 significant bits), so u lies in
+    [-1 + 2**-23, 1 - 2**-23] and erfinv(u) is finite for every input.
+    """
+    k = (h >> 9).astype(jnp.float32)
+    u = (k + 0.5) * jnp.float32(2.0**-22) - 1.0
+    return jnp.sqrt(jnp.float32(2.0)) * jax.lax.erf_inv(u)

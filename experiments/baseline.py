@@ -55,6 +55,7 @@ def main():
         ident = {
             "model": gm.checkpoint_dir.name,
             "config": repr(config),
+            "noise": aj.NOISE_VERSION,
             "times": TIMES,
             "calib": args.calib,
             "batch": args.batch,

@@ -51,26 +51,38 @@ def load(name: str):
     return module, params
 
 
-def timed(fn, *args, repeats: int):
-    """(compile seconds, median steady seconds, XLA memory estimate in MiB) of jit(fn)(*args)."""
+def compiled(fn, *args):
+    """(a thunk running jit(fn)(*args) to completion, compile seconds, XLA memory estimate in MiB)."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    exe = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
-    mem = compiled.memory_analysis()
+    mem = exe.memory_analysis()
     mib = None
     if mem is not None:
         mib = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20
-    jax.block_until_ready(compiled(*args))
-    times = []
+    thunk = lambda: jax.block_until_ready(exe(*args))  # noqa: E731
+    thunk()  # warm-up
+    return thunk, compile_s, mib
+
+
+def interleaved(thunks: dict, repeats: int) -> dict:
+    """Median seconds of each thunk, timed in rounds (one call of every thunk per round).
+
+    Interleaving keeps slow drifts of the machine's load (other jobs, clocks) out of
+    the ratios: measured back to back, the first program timed was repeatedly the
+    slowest on this shared machine.
+    """
+    times = {k: [] for k in thunks}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return compile_s, float(np.median(times)), mib
+        for k, thunk in thunks.items():
+            start = time.perf_counter()
+            thunk()
+            times[k].append(time.perf_counter() - start)
+    return {k: float(np.median(v)) for k, v in times.items()}
 
 
-def lightning_forward_time(name: str, batch: int, length: int, repeats: int):
-    """Median seconds of aihwkit-lightning's analog forward of the same model, or None."""
+def lightning_forward(name: str, batch: int, length: int):
+    """A thunk running aihwkit-lightning's analog forward of the same model once (warmed up), or None."""
     try:
         import torch
         from aihwkit_lightning.nn.conversion import convert_to_analog
@@ -98,14 +110,13 @@ def lightning_forward_time(name: str, batch: int, length: int, repeats: int):
     analog.train()  # lightning draws output noise only in training mode; dropout is 0
     ids = torch.randint(5, 1000, (batch, length))
     mask = torch.ones_like(ids)
-    with torch.no_grad():
-        analog(input_ids=ids, attention_mask=mask)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
+
+    def run():
+        with torch.no_grad():
             analog(input_ids=ids, attention_mask=mask)
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
+
+    run()
+    return run
 
 
 def bench(name: str, args) -> list[str]:
@@ -115,78 +126,80 @@ def bench(name: str, args) -> list[str]:
     ids = jnp.asarray(np.random.default_rng(1).integers(5, 1000, (args.batch, args.length)), jnp.int32)
     mask = jnp.ones_like(ids)
     ranges = aj.init_model_ranges(variables, cfg)
-    rows = []
+    # Everything is compiled first, then timed in interleaved rounds. Weights, ranges,
+    # states and token ids are arguments of every program (as in the evaluator),
+    # never constants folded into it.
+    programs, per, info, failed = {}, {}, {}, []
 
-    def row(what, compile_s, seconds, mib, per=1):
-        rate = tokens * per / seconds
-        rows.append(
-            f"| {name} | {what} | {compile_s:.1f} | {seconds * 1e3:.0f} | {rate:,.0f} | "
-            f"{seconds / per / t_float:.2f} | {'' if mib is None else f'{mib:,.0f}'} |"
-        )
+    def add(label, fn, *fn_args, chips=1):
+        try:
+            programs[label], c, mib = compiled(fn, *fn_args)
+        except jax.errors.JaxRuntimeError as err:  # e.g. vmap of 8 roberta-base chips on 24 GiB
+            failed.append((label, str(err).splitlines()[0][:100]))
+            return
+        per[label], info[label] = chips, (c, mib)
 
-    # Weights, ranges and states are arguments of every timed program (as in the
-    # evaluator), never constants folded into it.
-    c, t_float, m = timed(lambda p, i, k: module.apply(p, i, k), variables, ids, mask, repeats=args.repeats)
-    row("float forward (JAX)", c, t_float, m)
+    add("float forward (JAX)", lambda p, i, k: module.apply(p, i, k), variables, ids, mask)
 
     def program_read(v, r, key):
         k1, k2 = jax.random.split(key)
         return aj.read_model(aj.program_model(v, r, cfg, key=k1), 3600.0, cfg, key=k2)
 
-    c, t_pr, m = timed(program_read, variables, ranges, jax.random.key(0), repeats=args.repeats)
-    rows.append(
-        f"| {name} | program + read, per chip | {c:.1f} | {t_pr * 1e3:.0f} | - | "
-        f"{t_pr / t_float:.2f} | {'' if m is None else f'{m:,.0f}'} |"
-    )
+    add("program + read, per chip", program_read, variables, ranges, jax.random.key(0))
     state = jax.jit(program_read)(variables, ranges, jax.random.key(0))
 
-    def apply(v, r, s, key):
-        return aj.analog_apply(module, v, r, s, ids, mask, cfg, key=key)
+    def apply(v, r, s, key, i, m):
+        return aj.analog_apply(module, v, r, s, i, m, cfg, key=key)
 
-    c, t_an, m = timed(apply, variables, ranges, state, jax.random.key(1), repeats=args.repeats)
-    row("analog forward, 1 chip (steady state)", c, t_an, m)
-
+    add("analog forward, 1 chip (steady state)", apply, variables, ranges, state, jax.random.key(1), ids, mask)
     n = args.chips
     keys = jax.random.split(jax.random.key(2), n)
     # one chip programmed at a time (a vmap would hold every chip's programming arrays at once)
     states = jax.jit(lambda v, r, k: jax.lax.map(lambda ki: program_read(v, r, ki), k))(variables, ranges, keys)
-    del state
 
     def over_chips(how, chunk=None):
-        def fn(v, r, s, k):
-            one = lambda sk: apply(v, r, *sk)  # noqa: E731
+        def fn(v, r, s, k, i, m):
+            one = lambda sk: apply(v, r, *sk, i, m)  # noqa: E731
             return jax.vmap(one)((s, k)) if how == "vmap" else jax.lax.map(one, (s, k), batch_size=chunk)
 
         return fn
 
-    strategies = {
+    for label, fn in {
         "vmap": over_chips("vmap"),
         "lax.map": over_chips("map"),
         f"lax.map in chunks of {args.chunk} (vmap inside)": over_chips("map", args.chunk),
-    }
-    for label, fn in strategies.items():
-        try:
-            c, t, m = timed(fn, variables, ranges, states, keys, repeats=max(1, args.repeats // 2))
-            row(f"analog forward, {n} chips, {label}", c, t, m, per=n)
-        except jax.errors.JaxRuntimeError as err:  # e.g. vmap of 8 roberta-base chips on 24 GiB
-            reason = str(err).splitlines()[0][:100]
-            rows.append(f"| {name} | analog forward, {n} chips, {label} | failed: {reason} | | | | |")
+    }.items():
+        add(f"analog forward, {n} chips, {label}", fn, variables, ranges, states, keys, ids, mask, chips=n)
     single = jax.jit(apply)
     chip_states = [jax.tree.map(lambda a, i=i: a[i], states) for i in range(n)]
-    start = time.perf_counter()
-    jax.block_until_ready([single(variables, ranges, s, k) for s, k in zip(chip_states, keys, strict=True)])
-    row(f"analog forward, {n} chips, Python loop", 0.0, time.perf_counter() - start, None, per=n)
-
+    loop = f"analog forward, {n} chips, Python loop"
+    programs[loop] = lambda: jax.block_until_ready(
+        [single(variables, ranges, s, k, ids, mask) for s, k in zip(chip_states, keys, strict=True)]
+    )
+    programs[loop]()
+    per[loop], info[loop] = n, (0.0, None)
+    lightning = "aihwkit-lightning analog forward (torch)"
     if args.lightning:
-        t_l = lightning_forward_time(name, args.batch, args.length, args.repeats)
-        if t_l is None:
-            rows.append(f"| {name} | aihwkit-lightning | not installed | | | | |")
+        thunk = lightning_forward(name, args.batch, args.length)
+        if thunk is None:
+            failed.append(("aihwkit-lightning", "not installed"))
         else:
-            rows.append(
-                f"| {name} | aihwkit-lightning analog forward (torch) | - | {t_l * 1e3:.0f} | "
-                f"{tokens / t_l:,.0f} | {t_l / t_float:.2f} | |"
-            )
-            rows.append(f"| {name} | **aimc_jax / lightning throughput** | | | **{t_l / t_an:.2f}x** | | |")
+            programs[lightning], per[lightning], info[lightning] = thunk, 1, (None, None)
+
+    seconds = interleaved(programs, args.repeats)
+    t_float = seconds["float forward (JAX)"]
+    rows = []
+    for label, t in seconds.items():
+        c, mib = info[label]
+        t_chip = t / per[label]
+        rate = "-" if label.startswith("program") else f"{tokens / t_chip:,.0f}"
+        cells = [name, label, "-" if c is None else f"{c:.1f}", f"{t * 1e3:.0f}", rate, f"{t_chip / t_float:.2f}",
+                 "" if mib is None else f"{mib:,.0f}"]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    rows += [f"| {name} | {label} | failed: {reason} | | | | |" for label, reason in failed]
+    if lightning in seconds:
+        ratio = seconds[lightning] / seconds["analog forward, 1 chip (steady state)"]
+        rows.append(f"| {name} | **aimc_jax / lightning throughput** | | | **{ratio:.2f}x** | | |")
     return rows
 
 
@@ -203,7 +216,7 @@ def main():
     print(
         f"# bench_model: jax {jax.__version__}, backend {jax.default_backend()} ({len(jax.devices())} device(s), "
         f"{jax.devices()[0].device_kind}), {platform.machine()}, batch {args.batch} x {args.length} tokens, "
-        f"median of {args.repeats}"
+        f"median of {args.repeats} interleaved rounds"
     )
     print("\n| model | what | compile s | ms per batch | tokens/s | x float | XLA memory MiB |")
     print("|---|---|---|---|---|---|---|")

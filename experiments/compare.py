@@ -80,6 +80,7 @@ def run_pt(gm, start, config, args, name):
         "batch": args.pt_batch,
         "times": TIMES,
         "config": repr(config),
+        "noise": aj.NOISE_VERSION,
         "start": _ranges_tag(start),
     }
     path = aj.cache_dir("pt") / f"{gm.checkpoint_dir.name}-{name.replace(' ', '_')}-{_tag(ident)}.npz"
@@ -111,6 +112,7 @@ def evaluate(gm, ranges, config, batches, split, seeds, args, condition) -> MCRe
         "model": gm.checkpoint_dir.name,
         "condition": condition,
         "config": repr(config),
+        "noise": aj.NOISE_VERSION,
         "times": TIMES,
         "n": len(split),
         "examples": _tag(split.text_a),

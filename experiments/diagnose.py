@@ -66,6 +66,8 @@ def conditions(default: aj.TileConfig):
         patterns = (pattern,) if isinstance(pattern, str) else pattern
         overrides = tuple((p, unclipped) for p in patterns)
         yield f"default, DAC of {label} without clipping", aj.LayerConfigs(default=default, overrides=overrides)
+    head = tuple((p, ideal) for p in LAYER_GROUPS["pooler + classifier"])
+    yield "default, pooler + classifier ideal", aj.LayerConfigs(default=default, overrides=head)
 
 
 def layer_errors(variables, ranges, calibration, config, t, seed):
@@ -91,6 +93,7 @@ def main():
     parser.add_argument("--t", type=float, default=3600.0, help="drift time in seconds")
     parser.add_argument("--calib", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--conditions", nargs="+", help="run only these conditions (exact labels)")
     parser.add_argument("--glue-dir")
     args = parser.parse_args()
     aj.enable_compilation_cache()
@@ -107,7 +110,13 @@ def main():
     print(f"FP {head} {fp[head]:.4f}", flush=True)
     rows = fp_rows(args.task, fp)
     seeds = list(range(args.seeds))
-    for label, config in conditions(default):
+    chosen = list(conditions(default))
+    if args.conditions:
+        unknown = sorted(set(args.conditions) - {label for label, _ in chosen})
+        if unknown:
+            raise SystemExit(f"unknown conditions {unknown}; choose from {[label for label, _ in chosen]}")
+        chosen = [(label, c) for label, c in chosen if label in args.conditions]
+    for label, config in chosen:
         ranges = aj.init_model_ranges(gm.variables, config, calibration=calibration)
         mc = evaluate_analog(
             gm.module, gm.variables, ranges, batches, split, config, times=(args.t,), seeds=seeds, desc=label
@@ -130,7 +139,8 @@ def main():
         ranges="naive: gamma column abs-max, beta min(max|x|, 3 std) from 256 training examples",
         examples=f"{n} seeded dev examples (numpy default_rng(0)), padded to {gm.max_length}",
     )
-    paths = write_results(OUT / f"diagnose-{args.task}", rows, meta, title=f"Where {args.task}'s analog accuracy goes",
+    stem = OUT / (f"diagnose-{args.task}" + ("" if not args.conditions else "-subset"))
+    paths = write_results(stem, rows, meta, title=f"Where {args.task}'s analog accuracy goes",
                           plot=False)  # fmt: skip
     paths[1].write_text(paths[1].read_text() + "\n".join(lines) + "\n")
     saved = json.loads(paths[0].read_text())

@@ -440,6 +440,16 @@ def test_init_ranges_rules():
 # ---------------------------------------------------------------- output-noise generator
 
 
+def test_hash_normal_is_finite_for_every_bit_pattern():
+    from aimc_jax._rng import bits_to_normal
+
+    # the extremes and their neighbours, plus a dense sweep of the top and bottom ends
+    edges = np.concatenate([np.arange(0, 2**16), np.arange(2**32 - 2**16, 2**32)]).astype(np.uint32)
+    z = np.asarray(jax.jit(bits_to_normal)(jnp.asarray(edges)))
+    assert np.all(np.isfinite(z)) and np.abs(z).max() < 5.3
+    assert z[-1] > 5.0 and z[0] < -5.0  # the tails are still reached
+
+
 def test_hash_normal_is_standard_normal_and_independent():
     from aimc_jax._rng import hash_normal
 

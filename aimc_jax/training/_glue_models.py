@@ -19,6 +19,7 @@ import numpy as np
 from flax import traverse_util
 
 from aimc_jax._cache import atomic_write, cache_dir
+from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import GlueSplit, encode, make_batches, task_spec, task_splits
 from aimc_jax.training._finetune import FinetuneConfig, finetune
 
@@ -183,6 +184,7 @@ def hwa_glue_model(
         "base": base.checkpoint_dir.name,
         "hwa": dataclasses.asdict(hwa),
         "tile": repr(tile_config),
+        "noise": NOISE_VERSION,
         "config": dataclasses.asdict(config),
         "calibration_examples": calibration_examples,
     }
