@@ -95,7 +95,7 @@ def test_results_files_contain_what_they_claim(tmp_path):
     assert [p.suffix for p in paths] == [".json", ".md", ".png"] and all(p.stat().st_size > 0 for p in paths)
     data = read_results(paths[0])
     assert data["meta"]["seeds"] == [0, 1, 2] and data["meta"]["config"]["out_noise"] == aj.TileConfig().out_noise
-    assert "command" in data["meta"] and "date" in data["meta"]
+    assert "command" in data["meta"] and "date" in data["meta"] and data["meta"]["noise_version"] == aj.NOISE_VERSION
     cell = next(r for r in data["rows"] if r["condition"] == "naive ranges" and r["time"] == 3600.0)
     assert cell["values"] == [0.5, 0.7, 0.6]
     assert cell["mean"] == pytest.approx(0.6) and cell["std"] == pytest.approx(0.1)

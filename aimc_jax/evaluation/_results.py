@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from aimc_jax._cache import atomic_write
+from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import task_spec
 from aimc_jax.evaluation._montecarlo import MCResult
 
@@ -90,6 +91,7 @@ def run_metadata(**extra) -> dict:
         "machine": f"{platform.machine()}, {jax.default_backend()} ({jax.devices()[0].device_kind}), "
         f"{len(jax.devices())} device(s)",
         "versions": {"python": platform.python_version(), "jax": jax.__version__},
+        "noise_version": NOISE_VERSION,
         **{k: plain(v) for k, v in extra.items()},
     }
 
