@@ -5,8 +5,8 @@
 `strategy` is "vmap" (one batched program: meant for accelerators), "map"
 (`lax.map`, optionally in chunks: one chip's memory at a time), "loop" (a Python
 loop over a jitted function) or "auto": "map" on CPU, where experiments/bench_model.py
-measured it fastest (8 MiniLM chips: map 0.91x, loop 1.05x, vmap 1.12x the float
-forward per chip, vmap at 3x the memory of map), "vmap" elsewhere. With `mesh`, the chip axis is
+measured it fastest (8 MiniLM chips, interleaved timing: map 1.05x, vmap 1.13x, loop
+1.16x the float forward per chip, vmap at 3x the memory of map), "vmap" elsewhere. With `mesh`, the chip axis is
 sharded over the mesh's devices (vmap strategy); results equal the unsharded run.
 """
 
