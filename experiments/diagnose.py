@@ -57,11 +57,11 @@ def conditions(default: aj.TileConfig):
     yield "ADC only", aj.TileConfig.ideal(**ADC)
     yield "output noise only", aj.TileConfig.ideal(out_noise=0.04)
     yield "PCM only (programming, read noise, drift, compensation)", aj.TileConfig.ideal(**PCM)
-    yield "default, DAC without clipping", default.replace(inp_clip=False)
+    unclipped = default.replace(inp_clip=False)
+    yield "default, DAC without clipping", unclipped
     yield "default, no ADC", default.replace(out_res=None, out_bound=None)
     yield "default, no output noise", default.replace(out_noise=0.0)
     yield "default, no PCM", default.replace(prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0)
-    unclipped = default.replace(inp_clip=False)
     for label, pattern in LAYER_GROUPS.items():
         patterns = (pattern,) if isinstance(pattern, str) else pattern
         overrides = tuple((p, unclipped) for p in patterns)
