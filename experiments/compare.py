@@ -20,6 +20,7 @@ Writes experiments/results/compare.{json,md,png} with paired 95 % CIs of the cla
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
+from diagnose import LAYER_GROUPS  # experiments/ is the script directory, on sys.path
 
 import aimc_jax as aj
 from aimc_jax import pt
@@ -141,8 +143,30 @@ def evaluate(gm, ranges, config, batches, split, seeds, args, condition) -> MCRe
     return MCResult.concat(parts)
 
 
+def range_changes(task, condition, start, ranges) -> list[str]:
+    """Markdown rows: per layer group, geometric-mean ratio (PT / start) of gamma and beta, and how many grew."""
+    rows = []
+    for group, pattern in LAYER_GROUPS.items():
+        patterns = (pattern,) if isinstance(pattern, str) else pattern
+        names = [n for n in sorted(ranges) if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        cells = [task, condition, group]
+        for field in ("column", "input"):
+            if not names:
+                cells.append("-")
+                continue
+            ratio = np.concatenate(
+                [np.ravel(np.asarray(getattr(ranges[n], field)) / np.asarray(getattr(start[n], field))) for n in names]
+            )
+            log = np.log(ratio)
+            cells.append(f"{np.exp(log.mean()):.2f} (x{np.exp(log.min()):.2f}-x{np.exp(log.max()):.2f}; "
+                         f"{np.mean(ratio > 1):.0%} up)")  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def conditions(task, fp_model, config, args):
-    """Yield (condition, model, ranges) in CONDITIONS order, training/optimising each unit when first needed.
+    """Yield (condition, model, ranges, PT's start ranges or None) in CONDITIONS order, training/optimising
+    each unit when first needed.
 
     The FP-weight conditions come first (no HWA training needed), so their results appear early.
     """
@@ -156,13 +180,14 @@ def conditions(task, fp_model, config, args):
         return pt.calibrated_ranges(gm.variables, config, calib, method="naive")
 
     naive_fp = naive(fp_model)
-    yield "naive", fp_model, naive_fp
-    yield "PT", fp_model, run_pt(fp_model, naive_fp, config, args, "PT")
+    yield "naive", fp_model, naive_fp, None
+    yield "PT", fp_model, run_pt(fp_model, naive_fp, config, args, "PT"), naive_fp
     full, full_ranges = hwa("full")
-    yield "full HWA", full, full_ranges
+    yield "full HWA", full, full_ranges, None
     reduced, _ = hwa("reduced")
-    yield "reduced HWA + PT", reduced, run_pt(reduced, naive(reduced), config, args, "reduced HWA + PT")
-    yield "full HWA + PT", full, run_pt(full, full_ranges, config, args, "full HWA + PT")
+    naive_reduced = naive(reduced)
+    yield "reduced HWA + PT", reduced, run_pt(reduced, naive_reduced, config, args, "reduced HWA + PT"), naive_reduced
+    yield "full HWA + PT", full, run_pt(full, full_ranges, config, args, "full HWA + PT"), full_ranges
 
 
 def claims(results: dict) -> list[str]:
@@ -193,7 +218,21 @@ def claims(results: dict) -> list[str]:
     return lines
 
 
-def write_all(args, rows, results, notes, seeds, config) -> None:
+def pt_gains(results: dict) -> list[str]:
+    """Paired 95 % CIs (metric x 100) of what PT adds to the FP weights' naive ranges, per task and time."""
+    lines = ["| task | metric | time | PT - naive | PT better? |", "|---|---|---|---|---|"]
+    for task, conds in results.items():
+        if not all(c in conds for c in ("naive", "PT")):
+            continue
+        metric = task_spec(task).metrics[0]
+        for i, t in enumerate(conds["naive"].times):
+            d = paired_ci(100 * conds["PT"].values[metric][i], 100 * conds["naive"].values[metric][i])
+            ci = f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}]"
+            lines.append(f"| {task} | {metric} | {format_time(t)} | {ci} | {'yes' if d[1] > 0 else 'no'} |")
+    return lines
+
+
+def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
     """(Re)write experiments/results/compare.{json,md,png} with everything finished so far."""
     meta = run_metadata(
         seeds=seeds,
@@ -219,6 +258,15 @@ def write_all(args, rows, results, notes, seeds, config) -> None:
     with paths[1].open("a") as f:
         f.write("\n## The paper's claims (paired over seeds; metric x 100; mean [95 % CI])\n\n")
         f.write("\n".join(claims(results)) + "\n")
+        f.write("\n## PT on the FP weights against naive ranges (paired over seeds; metric x 100)\n\n")
+        f.write("\n".join(pt_gains(results)) + "\n")
+        if changes:
+            f.write(
+                "\n## What PT changed\n\nPer layer group: geometric mean of PT range / starting range "
+                "(min-max over all range entries; share that grew).\n\n"
+                "| task | condition | layers | gamma (column) | beta (DAC input) |\n|---|---|---|---|---|\n"
+            )
+            f.write("\n".join(changes) + "\n")
 
 
 def main():
@@ -238,7 +286,7 @@ def main():
     aj.enable_compilation_cache()
     config = aj.TileConfig()
     seeds = list(range(args.seeds))
-    rows, results, notes = [], {}, {}
+    rows, results, notes, changes = [], {}, {}, []
     for task in args.tasks:
         fp_model = glue_model(task, glue_dir=args.glue_dir)
         split = fp_model.eval
@@ -250,11 +298,13 @@ def main():
         batches = fp_model.batches(split, 64)
         rows += fp_rows(task, evaluate_float(fp_model.module, fp_model.variables, batches, split))
         results[task] = {}
-        for condition, gm, ranges in conditions(task, fp_model, config, args):
+        for condition, gm, ranges, start in conditions(task, fp_model, config, args):
+            if start is not None:
+                changes += range_changes(task, condition, start, ranges)
             mc = evaluate(gm, ranges, config, batches, split, seeds, args, condition)
             results[task][condition] = mc
             rows += mc_rows(mc, condition)
-            write_all(args, rows, results, notes, seeds, config)  # after every condition: partial tables early
+            write_all(args, rows, results, notes, seeds, config, changes)  # after every condition: partial tables
             head = task_spec(task).metrics[0]
             summary = " ".join(f"{format_time(t)} {m:.4f}+/-{sd:.4f}" for t, (m, sd) in mc.summary()[head].items())
             print(f"{task} {condition} {head}: {summary}", flush=True)
