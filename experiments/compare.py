@@ -20,7 +20,6 @@ Writes experiments/results/compare.{json,md,png} with paired 95 % CIs of the cla
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import hashlib
 import json
 import time
@@ -147,8 +146,10 @@ def range_changes(task, condition, start, ranges) -> list[str]:
     """Markdown rows: per layer group, geometric-mean ratio (PT / start) of gamma and beta, and how many grew."""
     rows = []
     for group, pattern in LAYER_GROUPS.items():
-        patterns = (pattern,) if isinstance(pattern, str) else pattern
-        names = [n for n in sorted(ranges) if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        try:
+            names = pt.select_layers(sorted(ranges), pattern)  # the selection of optimize_ranges(layers=pattern)
+        except ValueError:  # e.g. no pooler
+            names = ()
         cells = [task, condition, group]
         for field in ("column", "input"):
             if not names:
@@ -190,6 +191,12 @@ def conditions(task, fp_model, config, args):
     yield "full HWA + PT", full, run_pt(full, full_ranges, config, args, "full HWA + PT"), full_ranges
 
 
+def _paired_cell(conds, a, b, metric, i) -> tuple[str, float]:
+    """("mean [lo, hi]" of condition a - condition b in metric x 100 at time index i, paired over seeds; lo)."""
+    m, lo, hi = paired_ci(100 * conds[a].values[metric][i], 100 * conds[b].values[metric][i])
+    return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]", lo
+
+
 def claims(results: dict) -> list[str]:
     """Paired 95 % CIs (in metric points x 100) of the paper's two claims per task and time."""
     lines = [
@@ -202,18 +209,9 @@ def claims(results: dict) -> list[str]:
             continue
         metric = task_spec(task).metrics[0]
         for i, t in enumerate(conds["full HWA"].times):
-            base = 100 * conds["full HWA"].values[metric][i]
-            a = paired_ci(100 * conds["reduced HWA + PT"].values[metric][i], base)
-            b = paired_ci(100 * conds["full HWA + PT"].values[metric][i], base)
-            cells = [
-                task,
-                metric,
-                format_time(t),
-                f"{a[0]:+.2f} [{a[1]:+.2f}, {a[2]:+.2f}]",
-                "yes" if a[1] >= -0.1 else "no",
-                f"{b[0]:+.2f} [{b[1]:+.2f}, {b[2]:+.2f}]",
-                "yes" if b[1] > 0 else "no",
-            ]
+            a, a_lo = _paired_cell(conds, "reduced HWA + PT", "full HWA", metric, i)
+            b, b_lo = _paired_cell(conds, "full HWA + PT", "full HWA", metric, i)
+            cells = [task, metric, format_time(t), a, "yes" if a_lo >= -0.1 else "no", b, "yes" if b_lo > 0 else "no"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -226,9 +224,8 @@ def pt_gains(results: dict) -> list[str]:
             continue
         metric = task_spec(task).metrics[0]
         for i, t in enumerate(conds["naive"].times):
-            d = paired_ci(100 * conds["PT"].values[metric][i], 100 * conds["naive"].values[metric][i])
-            ci = f"{d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}]"
-            lines.append(f"| {task} | {metric} | {format_time(t)} | {ci} | {'yes' if d[1] > 0 else 'no'} |")
+            ci, lo = _paired_cell(conds, "PT", "naive", metric, i)
+            lines.append(f"| {task} | {metric} | {format_time(t)} | {ci} | {'yes' if lo > 0 else 'no'} |")
     return lines
 
 

@@ -183,3 +183,12 @@ def test_divergence_stops_with_the_last_finite_ranges(tiny):
         pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=1, key=None)
     with pytest.raises(ValueError, match="no analog layer matches"):
         pt.optimize_ranges(exploding, ranges, [None], optax.sgd(1.0), steps=1, key=jax.random.key(0), layers="x*")
+
+
+def test_select_layers_matches_globs_in_order_and_rejects_no_match():
+    names = ["encoder/layer_0/output/dense", "encoder/layer_0/attention/output/dense", "pooler/dense"]
+    assert pt.select_layers(names, None) == tuple(names)
+    assert pt.select_layers(names, "encoder/layer_?/output/dense") == ("encoder/layer_0/output/dense",)
+    assert pt.select_layers(names, ("pooler*", "*attention*")) == (names[1], names[2])
+    with pytest.raises(ValueError, match="no analog layer"):
+        pt.select_layers(names, "classifier*")

@@ -20,7 +20,15 @@ from aimc_jax.pt._objectives import (
     layerwise_objective,
     task_objective,
 )
-from aimc_jax.pt._optimize import FIELDS, PTDiverged, PTResult, merge_ranges, optimize_ranges, split_ranges
+from aimc_jax.pt._optimize import (
+    FIELDS,
+    PTDiverged,
+    PTResult,
+    merge_ranges,
+    optimize_ranges,
+    select_layers,
+    split_ranges,
+)
 
 __all__ = [
     "FIELDS",
@@ -39,6 +47,7 @@ __all__ = [
     "optimize_ranges",
     "read_meta",
     "save_ranges",
+    "select_layers",
     "split_ranges",
     "task_objective",
     "with_output_ranges",

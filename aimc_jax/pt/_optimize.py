@@ -83,7 +83,12 @@ def merge_ranges(ranges: Mapping[str, Ranges], theta: Mapping) -> dict:
     return out
 
 
-def _select(names, layers) -> tuple[str, ...]:
+def select_layers(names, layers) -> tuple[str, ...]:
+    """The names matching `layers` (a glob pattern or several; None: all), as `optimize_ranges(layers=)` picks them.
+
+    Raises:
+      ValueError: no name matches.
+    """
     if layers is None:
         return tuple(names)
     patterns = (layers,) if isinstance(layers, str) else tuple(layers)
@@ -138,7 +143,7 @@ def optimize_ranges(
             v = getattr(r, f)
             if v is not None and not (np.all(np.isfinite(np.asarray(v))) and np.all(np.asarray(v) > 0)):
                 raise ValueError(f"initial ranges of {name}.{f} must be finite and > 0")
-    layer_names = _select(ranges, layers)
+    layer_names = select_layers(ranges, layers)
     if not isinstance(objective, Objective):
         plain = objective
         objective = Objective(lambda r, b, k, frozen: plain(r, b, k))
