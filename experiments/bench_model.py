@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 
 import jax
@@ -63,6 +64,20 @@ def compiled(fn, *args):
     thunk = lambda: jax.block_until_ready(exe(*args))  # noqa: E731
     thunk()  # warm-up
     return thunk, compile_s, mib
+
+
+def rss_gib() -> str:
+    """Resident and peak resident memory of this process (Linux /proc), for the progress log."""
+    try:
+        with open("/proc/self/status") as f:
+            kb = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+        return f"RSS {int(kb['VmRSS'].split()[0]) / 2**20:.1f} GiB, peak {int(kb['VmHWM'].split()[0]) / 2**20:.1f} GiB"
+    except OSError:
+        return "RSS unknown"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg} ({rss_gib()})", file=sys.stderr, flush=True)
 
 
 def interleaved(thunks: dict, repeats: int) -> dict:
@@ -136,8 +151,10 @@ def bench(name: str, args) -> list[str]:
             programs[label], c, mib = compiled(fn, *fn_args)
         except jax.errors.JaxRuntimeError as err:  # e.g. vmap of 8 roberta-base chips on 24 GiB
             failed.append((label, str(err).splitlines()[0][:100]))
+            log(f"{name}: {label}: failed")
             return
         per[label], info[label] = chips, (c, mib)
+        log(f"{name}: compiled and warmed up {label!r} in {c:.0f} s")
 
     add("float forward (JAX)", lambda p, i, k: module.apply(p, i, k), variables, ids, mask)
 
@@ -156,6 +173,7 @@ def bench(name: str, args) -> list[str]:
     keys = jax.random.split(jax.random.key(2), n)
     # one chip programmed at a time (a vmap would hold every chip's programming arrays at once)
     states = jax.jit(lambda v, r, k: jax.lax.map(lambda ki: program_read(v, r, ki), k))(variables, ranges, keys)
+    log(f"{name}: programmed {n} chips")
 
     def over_chips(how, chunk=None):
         def fn(v, r, s, k, i, m):
@@ -171,13 +189,17 @@ def bench(name: str, args) -> list[str]:
     }.items():
         add(f"analog forward, {n} chips, {label}", fn, variables, ranges, states, keys, ids, mask, chips=n)
     single = jax.jit(apply)
-    chip_states = [jax.tree.map(lambda a, i=i: a[i], states) for i in range(n)]
+    # Each chip's state is sliced out of the stack when its turn comes (a copy of one
+    # chip, ~1 % of its forward): a list of all n sliced states would double the
+    # chip memory, which for roberta-base helped the kernel's OOM killer.
+    take = jax.jit(lambda s, i: jax.tree.map(lambda a: a[i], s))
     loop = f"analog forward, {n} chips, Python loop"
     programs[loop] = lambda: jax.block_until_ready(
-        [single(variables, ranges, s, k, ids, mask) for s, k in zip(chip_states, keys, strict=True)]
+        [single(variables, ranges, take(states, i), keys[i], ids, mask) for i in range(n)]
     )
     programs[loop]()
     per[loop], info[loop] = n, (0.0, None)
+    log(f"{name}: warmed up the Python loop")
     lightning = "aihwkit-lightning analog forward (torch)"
     if args.lightning:
         thunk = lightning_forward(name, args.batch, args.length)
@@ -185,7 +207,9 @@ def bench(name: str, args) -> list[str]:
             failed.append(("aihwkit-lightning", "not installed"))
         else:
             programs[lightning], per[lightning], info[lightning] = thunk, 1, (None, None)
+            log(f"{name}: aihwkit-lightning model set up and warmed up")
 
+    log(f"{name}: timing {len(programs)} programs in {args.repeats} interleaved rounds")
     seconds = interleaved(programs, args.repeats)
     t_float = seconds["float forward (JAX)"]
     rows = []

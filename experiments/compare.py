@@ -229,6 +229,19 @@ def pt_gains(results: dict) -> list[str]:
     return lines
 
 
+HISTORY = """
+## Earlier settings (superseded, kept for the record)
+
+- Full HWA with its DAC ranges learned by Adam at an absolute rate of 1e-3 on beta
+  (HWA cache `model-MRPC-180c44fd5c-full-965bfc683f`, 2026-11-30 00:28-00:39 UTC, seeds 0-9):
+  on MRPC training started at loss 1.0 (the naive 3-std ranges clip the FFN inputs) and
+  ended its epoch at ~0.70-0.75; the weights collapsed to the majority class (float F1
+  0.822, accuracy 0.703) and every chip scored F1 0.812 +/- 0.000 (accuracy 0.684) at
+  1 h, 1 day and 1 year. Replaced by Adam on log(beta), peak rate 0.05 with cosine decay
+  (`aimc_jax.training.range_optimizer`), the parameterisation PT uses.
+"""
+
+
 def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
     """(Re)write experiments/results/compare.{json,md,png} with everything finished so far."""
     meta = run_metadata(
@@ -264,6 +277,7 @@ def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
                 "| task | condition | layers | gamma (column) | beta (DAC input) |\n|---|---|---|---|---|\n"
             )
             f.write("\n".join(changes) + "\n")
+        f.write(HISTORY)
 
 
 def main():

@@ -17,6 +17,8 @@ from aimc_jax.training import (
     clip_weights,
     finetune,
     hwa_dense_factory,
+    log_space,
+    range_optimizer,
     split_hwa_variables,
 )
 
@@ -125,3 +127,25 @@ def test_hwa_finetuning_runs_and_its_ranges_start_pt():
     }
     res = pt.optimize_ranges(obj, learned, [batch], optax.adam(0.01), steps=2, key=jax.random.key(0), progress=False)
     assert np.all(np.isfinite(res.losses))
+
+
+def test_log_space_ranges_move_relatively_and_stay_positive():
+    # Adam's first step is ~ +/- lr in log space whatever the gradient's size: a range
+    # of 10 and one of 0.01 both move by ~5 %, and a huge gradient cannot make one <= 0.
+    params = {"w": jnp.array([1.0, -2.0]), "beta": jnp.array([10.0, 0.01, 1.0])}
+    grads = {"w": jnp.array([1.0, 1.0]), "beta": jnp.array([-3.0, 1e6, 1e-3])}
+    labels = {"w": "weights", "beta": "ranges"}
+    tx = optax.multi_transform({"weights": optax.sgd(0.1), "ranges": log_space(optax.adam(0.05))}, labels)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(new["w"], [0.9, -2.1], rtol=1e-6)
+    np.testing.assert_allclose(new["beta"] / params["beta"], np.exp([0.05, -0.05, -0.05]), rtol=1e-4)
+    tx = range_optimizer(HWAConfig(range_learning_rate=2.0), total_steps=10)
+    beta, state = params["beta"], None
+    state = tx.init(beta)
+    for _ in range(10):
+        updates, state = tx.update(jnp.array([1e9, 1e9, 1e9]), state, beta)
+        beta = optax.apply_updates(beta, updates)
+        assert bool(jnp.all(beta > 0)) and bool(jnp.all(jnp.isfinite(beta)))
+    with pytest.raises(ValueError, match="params"):
+        log_space(optax.adam(0.1)).update(grads["beta"], optax.adam(0.1).init(params["beta"]))

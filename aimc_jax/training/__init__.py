@@ -8,6 +8,8 @@ from aimc_jax.training._hwa import (
     add_input_ranges,
     clip_weights,
     hwa_dense_factory,
+    log_space,
+    range_optimizer,
     split_hwa_variables,
 )
 
@@ -24,6 +26,8 @@ __all__ = [
     "hwa_glue_model",
     "hwa_recipe",
     "load_finetuned",
+    "log_space",
+    "range_optimizer",
     "recipe",
     "split_hwa_variables",
     "task_loss",

@@ -173,6 +173,7 @@ def hwa_glue_model(
         add_input_ranges,
         clip_weights,
         hwa_dense_factory,
+        range_optimizer,
         split_hwa_variables,
     )
 
@@ -182,7 +183,8 @@ def hwa_glue_model(
     config = config or hwa_recipe(spec.name)
     ident = {
         "base": base.checkpoint_dir.name,
-        "hwa": dataclasses.asdict(hwa),
+        # reduced HWA reads only the weight noise: its cache does not depend on range settings
+        "hwa": dataclasses.asdict(hwa) if hwa.mode == "full" else {"mode": hwa.mode, "weight_noise": hwa.weight_noise},
         "tile": repr(tile_config),
         "noise": NOISE_VERSION,
         "config": dataclasses.asdict(config),
@@ -203,9 +205,7 @@ def hwa_glue_model(
             flat = traverse_util.flatten_dict(params)
             return traverse_util.unflatten_dict({k: "ranges" if k[-1] == RANGE_PARAM else "weights" for k in flat})
 
-        return optax.multi_transform(
-            {"weights": _optimizer(cfg, total), "ranges": optax.adam(hwa.range_learning_rate)}, label
-        )
+        return optax.multi_transform({"weights": _optimizer(cfg, total), "ranges": range_optimizer(hwa, total)}, label)
 
     project = (lambda p: clip_weights(p, hwa.clip_sigma)) if hwa.mode == "full" else None
     variables, info = finetune(
