@@ -4,9 +4,13 @@
 
 `strategy` is "vmap" (one batched program: meant for accelerators), "map"
 (`lax.map`, optionally in chunks: one chip's memory at a time), "loop" (a Python
-loop over a jitted function) or "auto": "map" on CPU, where experiments/bench_model.py
-measured it fastest (8 MiniLM chips, interleaved timing: map 1.05x, vmap 1.13x, loop
-1.16x the float forward per chip, vmap at 3x the memory of map), "vmap" elsewhere. With `mesh`, the chip axis is
+loop over a jitted function) or "auto": "loop" on CPU, "vmap" elsewhere. On 2 CPU
+cores experiments/bench_model.py measured, per chip over 8 chips and relative to the
+float forward: roberta-base (quiet machine) loop 1.28x, vmap 1.45x, lax.map 2.93x;
+MiniLM (another job on the cores) map 1.05x, vmap 1.13x, loop 1.16x. The loop is
+never far from the best and lax.map can be 2.3x slower (layers with several input
+crossbars: the noisy per-crossbar work inside a while loop; a single 768x3072 layer
+shows it too), so CPU loops. With `mesh`, the chip axis is
 sharded over the mesh's devices (vmap strategy); results equal the unsharded run.
 """
 
@@ -26,7 +30,7 @@ STRATEGIES = ("auto", "vmap", "map", "loop")
 
 def default_strategy(backend: str | None = None) -> str:
     """The measured best chip-mapping strategy for a backend (see experiments/bench_model.py)."""
-    return "map" if (backend or jax.default_backend()) == "cpu" else "vmap"
+    return "loop" if (backend or jax.default_backend()) == "cpu" else "vmap"
 
 
 def chip_mesh(devices=None, axis: str = "chips") -> Mesh:

@@ -171,7 +171,10 @@ def conditions(task, fp_model, config, args):
 
     The FP-weight conditions come first (no HWA training needed), so their results appear early.
     """
-    hwa_kw = {} if args.hwa_max_train is None else {"config": hwa_recipe(task, max_train=args.hwa_max_train)}
+    # HWA is one epoch; a training set above --hwa-max-train (SST-2 only, by default) gets a
+    # seeded subset of that size instead (the recipe's `max_train`, part of the HWA cache key)
+    capped = args.hwa_max_train is not None and len(fp_model.train) > args.hwa_max_train
+    hwa_kw = {"config": hwa_recipe(task, max_train=args.hwa_max_train)} if capped else {}
 
     def hwa(mode):
         return hwa_glue_model(task, HWAConfig(mode=mode), tile_config=config, base=fp_model, **hwa_kw)
@@ -260,7 +263,11 @@ def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
             "full": HWAConfig(mode="full"),
             "reduced": {"mode": "reduced", "weight_noise": HWAConfig(mode="reduced").weight_noise},
             "recipe": "1 epoch from the FP fine-tuned model, lr 2e-5 (aimc_jax.training.hwa_recipe)"
-            + ("" if args.hwa_max_train is None else f", at most {args.hwa_max_train} examples"),
+            + (
+                ""
+                if args.hwa_max_train is None
+                else f" (a seeded subset of {args.hwa_max_train} examples where the training set is larger: SST-2)"
+            ),
         },
         notes=notes,
     )
@@ -290,7 +297,9 @@ def main():
     parser.add_argument("--pt-steps", type=int, default=100)
     parser.add_argument("--pt-lr", type=float, default=0.05, help="peak Adam rate on log ranges (cosine decay)")
     parser.add_argument("--pt-batch", type=int, default=32)
-    parser.add_argument("--hwa-max-train", type=int, default=None, help="cap HWA training examples (smoke tests)")
+    parser.add_argument(
+        "--hwa-max-train", type=int, default=10_000, help="HWA trains one epoch on at most this many examples"
+    )
     parser.add_argument("--glue-dir")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()

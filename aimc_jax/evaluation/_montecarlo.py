@@ -191,7 +191,7 @@ def evaluate_analog(
       seeds: number of chips (seeds 0..n-1) or the seed list.
       strategy: how chips are mapped within a batch: "loop" (one chip at a time),
         "map" (`lax.map` over the stacked chips), "vmap", or "auto"
-        (`default_strategy()`: "map" on CPU, "vmap" on accelerators).
+        (`default_strategy()`: "loop" on CPU, "vmap" on accelerators).
       chunk_size: chips per step with "map".
       progress: progress bar over (time, batch).
       desc: progress bar label.
