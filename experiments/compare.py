@@ -208,13 +208,17 @@ def claims(results: dict) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for task, conds in results.items():
-        if not all(c in conds for c in ("full HWA", "reduced HWA + PT", "full HWA + PT")):
+        if "full HWA" not in conds or not any(c in conds for c in ("reduced HWA + PT", "full HWA + PT")):
             continue
         metric = task_spec(task).metrics[0]
         for i, t in enumerate(conds["full HWA"].times):
-            a, a_lo = _paired_cell(conds, "reduced HWA + PT", "full HWA", metric, i)
-            b, b_lo = _paired_cell(conds, "full HWA + PT", "full HWA", metric, i)
-            cells = [task, metric, format_time(t), a, "yes" if a_lo >= -0.1 else "no", b, "yes" if b_lo > 0 else "no"]
+            cells = [task, metric, format_time(t)]
+            for cond, holds in (("reduced HWA + PT", lambda lo: lo >= -0.1), ("full HWA + PT", lambda lo: lo > 0)):
+                if cond in conds:  # a claim whose condition is still running shows "-"
+                    ci, lo = _paired_cell(conds, cond, "full HWA", metric, i)
+                    cells += [ci, "yes" if holds(lo) else "no"]
+                else:
+                    cells += ["-", "-"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
