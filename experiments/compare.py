@@ -264,8 +264,8 @@ def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
             "calibration": f"{args.calib} training examples",
         },
         hwa={
-            "full": HWAConfig(mode="full"),
-            "reduced": {"mode": "reduced", "weight_noise": HWAConfig(mode="reduced").weight_noise},
+            "full": HWAConfig(mode="full").settings(),
+            "reduced": HWAConfig(mode="reduced").settings(),
             "recipe": "1 epoch from the FP fine-tuned model, lr 2e-5 (aimc_jax.training.hwa_recipe)"
             + (
                 ""

@@ -96,6 +96,7 @@ def test_clipping_and_range_params_round_trip():
     assert set(learned) == set(ranges) and all(float(r.input.mean()) == pytest.approx(1.7) for r in learned.values())
     with pytest.raises(ValueError, match="mode"):
         HWAConfig(mode="half")
+    assert HWAConfig(mode="reduced", range_learning_rate=1.0).settings() == {"mode": "reduced", "weight_noise": 0.02}
 
 
 def test_hwa_finetuning_runs_and_its_ranges_start_pt():
@@ -141,7 +142,7 @@ def test_log_space_ranges_move_relatively_and_stay_positive():
     np.testing.assert_allclose(new["w"], [0.9, -2.1], rtol=1e-6)
     np.testing.assert_allclose(new["beta"] / params["beta"], np.exp([0.05, -0.05, -0.05]), rtol=1e-4)
     tx = range_optimizer(HWAConfig(range_learning_rate=2.0), total_steps=10)
-    beta, state = params["beta"], None
+    beta = params["beta"]
     state = tx.init(beta)
     for _ in range(10):
         updates, state = tx.update(jnp.array([1e9, 1e9, 1e9]), state, beta)

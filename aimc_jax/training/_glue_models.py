@@ -183,8 +183,7 @@ def hwa_glue_model(
     config = config or hwa_recipe(spec.name)
     ident = {
         "base": base.checkpoint_dir.name,
-        # reduced HWA reads only the weight noise: its cache does not depend on range settings
-        "hwa": dataclasses.asdict(hwa) if hwa.mode == "full" else {"mode": hwa.mode, "weight_noise": hwa.weight_noise},
+        "hwa": hwa.settings(),  # reduced HWA's cache does not depend on range settings it never reads
         "tile": repr(tile_config),
         "noise": NOISE_VERSION,
         "config": dataclasses.asdict(config),

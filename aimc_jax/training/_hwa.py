@@ -79,6 +79,12 @@ class HWAConfig:
     range_inside: float = 0.95
     range_learning_rate: float = 0.05
 
+    def settings(self) -> dict:
+        """The settings this mode reads (reduced HWA: only the weight noise), e.g. for cache keys and reports."""
+        if self.mode == "full":
+            return dataclasses.asdict(self)
+        return {"mode": self.mode, "weight_noise": self.weight_noise}
+
     def __post_init__(self):
         if self.mode not in ("full", "reduced"):
             raise ValueError(f"HWAConfig.mode must be 'full' or 'reduced', got {self.mode!r}")
