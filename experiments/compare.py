@@ -194,16 +194,19 @@ def conditions(task, fp_model, config, args):
     yield "full HWA + PT", full, run_pt(full, full_ranges, config, args, "full HWA + PT"), full_ranges
 
 
-def _paired_cell(conds, a, b, metric, i) -> tuple[str, float]:
-    """("mean [lo, hi]" of condition a - condition b in metric x 100 at time index i, paired over seeds; lo)."""
+def _paired_cell(conds, a, b, metric, i, bar: float) -> tuple[str, str]:
+    """("mean [lo, hi]" of condition a - condition b in metric x 100 at time index i, paired over seeds;
+    the verdict against `bar`: "yes" when the whole CI is above it, "no" when it is at or below it,
+    "not shown" when the CI straddles it)."""
     m, lo, hi = paired_ci(100 * conds[a].values[metric][i], 100 * conds[b].values[metric][i])
-    return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]", lo
+    verdict = "yes" if lo > bar else "no" if hi <= bar else "not shown"
+    return f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]", verdict
 
 
 def claims(results: dict) -> list[str]:
     """Paired 95 % CIs (in metric points x 100) of the paper's two claims per task and time."""
     lines = [
-        "| task | metric | time | (a) reduced HWA + PT - full HWA | holds (>= -0.1)? | "
+        "| task | metric | time | (a) reduced HWA + PT - full HWA | holds (> -0.1)? | "
         "(b) full HWA + PT - full HWA | holds (> 0)? |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -213,13 +216,31 @@ def claims(results: dict) -> list[str]:
         metric = task_spec(task).metrics[0]
         for i, t in enumerate(conds["full HWA"].times):
             cells = [task, metric, format_time(t)]
-            for cond, holds in (("reduced HWA + PT", lambda lo: lo >= -0.1), ("full HWA + PT", lambda lo: lo > 0)):
+            for cond, bar in (("reduced HWA + PT", -0.1), ("full HWA + PT", 0.0)):
                 if cond in conds:  # a claim whose condition is still running shows "-"
-                    ci, lo = _paired_cell(conds, cond, "full HWA", metric, i)
-                    cells += [ci, "yes" if holds(lo) else "no"]
+                    cells += _paired_cell(conds, cond, "full HWA", metric, i, bar)
                 else:
                     cells += ["-", "-"]
             lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def headline(rows: list[dict]) -> list[str]:
+    """Markdown: each task's headline metric per condition, mean +/- std over seeds at 1 h (1 year in brackets)."""
+    cols = ("FP", *CONDITIONS)
+    lines = ["| task | metric | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        metric = task_spec(task).metrics[0]
+        cells = {}
+        for r in rows:
+            if r["task"] != task or r["metric"] != metric:
+                continue
+            if r["time"] is None:
+                cells[r["condition"]] = f"{r['mean']:.3f}"
+            elif r["time"] in (TIMES[0], TIMES[-1]):
+                cells.setdefault(r["condition"], []).append(f"{r['mean']:.3f} +/- {r['std']:.3f}")
+        out = [c if isinstance(c, str) else f"{c[0]} ({c[1]})" for c in (cells.get(k, "-") for k in cols)]
+        lines.append(f"| {task} | {metric} | " + " | ".join(out) + " |")
     return lines
 
 
@@ -231,8 +252,8 @@ def pt_gains(results: dict) -> list[str]:
             continue
         metric = task_spec(task).metrics[0]
         for i, t in enumerate(conds["naive"].times):
-            ci, lo = _paired_cell(conds, "PT", "naive", metric, i)
-            lines.append(f"| {task} | {metric} | {format_time(t)} | {ci} | {'yes' if lo > 0 else 'no'} |")
+            ci, verdict = _paired_cell(conds, "PT", "naive", metric, i, 0.0)
+            lines.append(f"| {task} | {metric} | {format_time(t)} | {ci} | {verdict} |")
     return lines
 
 
@@ -277,7 +298,16 @@ def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
     )
     paths = write_results(args.out, rows, meta, title="FP / naive / PT / HWA comparisons, all-MiniLM-L6-v2")
     with paths[1].open("a") as f:
+        f.write(
+            "\n## Headline metric at 1 h (1 year), mean +/- std over seeds\n\n"
+            f"Scored on at most {args.max_eval} seeded dev examples per task; '-': not finished yet.\n\n"
+        )
+        f.write("\n".join(headline(rows)) + "\n")
         f.write("\n## The paper's claims (paired over seeds; metric x 100; mean [95 % CI])\n\n")
+        f.write(
+            "A claim holds (yes) when the whole 95 % CI of the difference lies above its bar, fails (no) when\n"
+            "the whole CI lies at or below it, and is not shown when the CI straddles the bar.\n\n"
+        )
         f.write("\n".join(claims(results)) + "\n")
         f.write("\n## PT on the FP weights against naive ranges (paired over seeds; metric x 100)\n\n")
         f.write("\n".join(pt_gains(results)) + "\n")
