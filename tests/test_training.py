@@ -136,8 +136,16 @@ def test_glue_model_caches_and_hwa_models_start_from_it(toy, tiny_hf_dir, tmp_pa
     calib = gm.calibration_split(20, seed=0)
     assert len(calib) == 20 and set(calib.text_a) <= set(gm.train.text_a)
     small = dataclasses.replace(config, epochs=1, max_train=32, learning_rate=1e-3)
+    with pytest.raises(FileNotFoundError, match="train=False"):  # load-only never trains
+        hwa_glue_model("SST-2", HWAConfig(), base=gm, config=small, calibration_examples=32, train=False)
     full, ranges = hwa_glue_model("SST-2", HWAConfig(), base=gm, config=small, calibration_examples=32, progress=False)
     reduced, none = hwa_glue_model("SST-2", HWAConfig(mode="reduced"), base=gm, config=small, progress=False)
     assert none is None and set(ranges) == set(aj.analog_layers(full.variables, aj.TileConfig()))
     assert jax.tree.structure(full.variables) == jax.tree.structure(gm.variables)
     assert full.checkpoint_dir != reduced.checkpoint_dir and "fp_eval" in full.info
+    loaded, loaded_ranges = hwa_glue_model(
+        "SST-2", HWAConfig(), base=gm, config=small, calibration_examples=32, progress=False, train=False
+    )
+    for a, b in zip(jax.tree.leaves((full.variables, ranges)), jax.tree.leaves((loaded.variables, loaded_ranges)),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

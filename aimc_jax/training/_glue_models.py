@@ -59,6 +59,11 @@ class GlueModel:
         return self.train.subset(idx, split=f"train[calibration {len(idx)}, seed {seed}]")
 
 
+def _finished(d: Path) -> bool:
+    """Whether the fine-tuning run checkpointed in `d` has finished."""
+    return (d / "info.json").is_file() and json.loads((d / "info.json").read_text()).get("status") == "done"
+
+
 def glue_model(
     task: str,
     *,
@@ -107,7 +112,7 @@ def glue_model(
     d = cache_dir("finetuned", f"{Path(model).name}-{spec.name}-{tag}")
     atomic_write(d / "identity.json", ident)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    finished = (d / "info.json").is_file() and json.loads((d / "info.json").read_text()).get("status") == "done"
+    finished = _finished(d)
     log = logging.getLogger("aimc_jax")
     level = log.level
     if finished:  # the head initialised by from_pretrained is replaced by the checkpoint's: no warning
@@ -143,6 +148,7 @@ def hwa_glue_model(
     base: GlueModel | None = None,
     calibration_examples: int = 512,
     progress: bool = True,
+    train: bool = True,
     **glue_model_kwargs,
 ):
     """HWA fine-tuning of the FP fine-tuned model for `task` (cached like `glue_model`).
@@ -155,6 +161,8 @@ def hwa_glue_model(
       base: the FP `GlueModel` to start from (default `glue_model(task, **glue_model_kwargs)`).
       calibration_examples: training examples for the DAC-range initialisation (|mean| + 3 std, full mode).
       progress: progress bars.
+      train: False loads a finished run and never trains (`FileNotFoundError` when there is
+        none), e.g. to report what a long experiment has finished so far.
 
     Returns:
       (GlueModel with the plain HWA-trained weights, {layer: Ranges} learned by full HWA
@@ -191,6 +199,8 @@ def hwa_glue_model(
     }
     tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     d = cache_dir("hwa", f"{base.checkpoint_dir.name}-{hwa.mode}-{tag}")
+    if not train and not _finished(d):
+        raise FileNotFoundError(f"no finished {hwa.mode} HWA run for {spec.name} in {d} (train=False)")
     atomic_write(d / "identity.json", json.dumps(ident, sort_keys=True))
     module = Encoder(base.module.config, dense=hwa_dense_factory(hwa, tile_config))
     variables = base.variables
