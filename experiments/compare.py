@@ -14,7 +14,7 @@ PT: task loss of a fresh chip per step (drift time drawn from {1 h, 1 day, 1 yea
 Adam on log ranges (peak rate `--pt-lr`, cosine-decayed to a tenth), `--pt-steps` steps
 over batches of `--calib` training examples (for QNLI the fine-tuning half); never the
 scored split. Every unit (HWA model, PT ranges, evaluation cell) is cached under ~/.cache/aimc_jax, so the run resumes;
-`--cached-only` reports what is finished (tables and plot) without computing anything.
+`--cached-only` reports what is finished (tables and plot) with no training, PT or Monte-Carlo evaluation.
 Writes experiments/results/compare.{json,md,png} with paired 95 % CIs of the claims.
 """
 
@@ -348,7 +348,9 @@ def main():
     parser.add_argument(
         "--hwa-max-train", type=int, default=10_000, help="HWA trains one epoch on at most this many examples"
     )
-    parser.add_argument("--cached-only", action="store_true", help="report the finished units only; compute nothing")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="report the finished units only; no training, PT or MC evaluation"
+    )
     parser.add_argument("--glue-dir")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
