@@ -124,14 +124,18 @@ def load_finetuned(checkpoint_dir, variables):
     `variables` gives the structure (e.g. from `from_pretrained(..., num_labels=...)`).
     """
     d = Path(checkpoint_dir)
-    info_path, params_path = d / "info.json", d / "params.msgpack"
-    if not (info_path.is_file() and params_path.is_file()):
+    if not finished(d):
         return None
-    info = json.loads(info_path.read_text())
-    if info.get("status") != "done":
-        return None
-    params = flax.serialization.from_bytes(variables["params"], params_path.read_bytes())
-    return {**variables, "params": params}, info
+    params = flax.serialization.from_bytes(variables["params"], (d / "params.msgpack").read_bytes())
+    return {**variables, "params": params}, json.loads((d / "info.json").read_text())
+
+
+def finished(checkpoint_dir) -> bool:
+    """Whether the fine-tuning run checkpointed in `checkpoint_dir` has finished (its info says done)."""
+    d = Path(checkpoint_dir)
+    if not ((d / "info.json").is_file() and (d / "params.msgpack").is_file()):
+        return False
+    return json.loads((d / "info.json").read_text()).get("status") == "done"
 
 
 def finetune(

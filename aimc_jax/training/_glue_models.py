@@ -22,6 +22,7 @@ from aimc_jax._cache import atomic_write, cache_dir
 from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import GlueSplit, encode, make_batches, task_spec, task_splits
 from aimc_jax.training._finetune import FinetuneConfig, finetune
+from aimc_jax.training._finetune import finished as finished_run
 
 __all__ = ["GlueModel", "glue_model", "hwa_glue_model", "hwa_recipe", "recipe"]
 
@@ -57,11 +58,6 @@ class GlueModel:
         """A seeded random subset of `n` training examples (calibration data never comes from eval)."""
         idx = np.sort(np.random.default_rng(seed).choice(len(self.train), min(n, len(self.train)), replace=False))
         return self.train.subset(idx, split=f"train[calibration {len(idx)}, seed {seed}]")
-
-
-def _finished(d: Path) -> bool:
-    """Whether the fine-tuning run checkpointed in `d` has finished."""
-    return (d / "info.json").is_file() and json.loads((d / "info.json").read_text()).get("status") == "done"
 
 
 def glue_model(
@@ -112,7 +108,7 @@ def glue_model(
     d = cache_dir("finetuned", f"{Path(model).name}-{spec.name}-{tag}")
     atomic_write(d / "identity.json", ident)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    finished = _finished(d)
+    finished = finished_run(d)
     log = logging.getLogger("aimc_jax")
     level = log.level
     if finished:  # the head initialised by from_pretrained is replaced by the checkpoint's: no warning
@@ -199,7 +195,7 @@ def hwa_glue_model(
     }
     tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     d = cache_dir("hwa", f"{base.checkpoint_dir.name}-{hwa.mode}-{tag}")
-    if not train and not _finished(d):
+    if not train and not finished_run(d):
         raise FileNotFoundError(f"no finished {hwa.mode} HWA run for {spec.name} in {d} (train=False)")
     atomic_write(d / "identity.json", json.dumps(ident, sort_keys=True))
     module = Encoder(base.module.config, dense=hwa_dense_factory(hwa, tile_config))
