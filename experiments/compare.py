@@ -15,7 +15,7 @@ Adam on log ranges (peak rate `--pt-lr`, cosine-decayed to a tenth), `--pt-steps
 over batches of `--calib` training examples (for QNLI the fine-tuning half); never the
 scored split. Every unit (HWA model, PT ranges, evaluation cell) is cached under ~/.cache/aimc_jax, so the run resumes;
 `--cached-only` reports what is finished (tables and plot) with no training, PT or Monte-Carlo evaluation.
-Writes experiments/results/compare.{json,md,png} with paired 95 % CIs of the claims.
+Writes experiments/results/compare.{json,md,png} and compare_claims.png (paired 95 % CIs of the claims).
 """
 
 from __future__ import annotations
@@ -239,6 +239,52 @@ def claims(results: dict) -> list[str]:
     return lines
 
 
+def plot_claims(results: dict, path: Path) -> None:
+    """Per task: the paired differences of claims (a) and (b) (metric x 100, mean and 95 % CI) against drift
+    time, with each claim's bar; a claim holds where its whole interval clears its bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    claims_ = (
+        ("(a) reduced HWA + PT - full HWA", "reduced HWA + PT", -0.1),
+        ("(b) full HWA + PT - full HWA", "full HWA + PT", 0.0),
+    )
+    tasks = [t for t, conds in results.items() if "full HWA" in conds and any(c in conds for _, c, _ in claims_)]
+    if not tasks:
+        return
+    cols = min(3, len(tasks))
+    fig, axes = plt.subplots(
+        -(-len(tasks) // cols), cols, figsize=(4.2 * cols, 3.0 * -(-len(tasks) // cols)), squeeze=False
+    )
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        conds, metric = results[task], task_spec(task).metrics[0]
+        times = np.asarray(conds["full HWA"].times)
+        for k, (label, cond, bar) in enumerate(claims_):
+            if cond not in conds:
+                continue
+            cis = np.array([paired_ci(100 * conds[cond].values[metric][i], 100 * conds["full HWA"].values[metric][i])
+                            for i in range(len(times))])  # fmt: skip
+            x = times * (1.25 if k else 0.8)  # side by side on the log axis
+            ax.errorbar(x, cis[:, 0], yerr=[cis[:, 0] - cis[:, 1], cis[:, 2] - cis[:, 0]], marker="o", capsize=3,
+                        ls="none", color=f"C{k}", label=label)  # fmt: skip
+            ax.axhline(bar, color=f"C{k}", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks(times, [format_time(t) for t in times])
+        ax.minorticks_off()
+        ax.set_ylabel(f"{metric} x 100, paired diff.")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("The paper's claims: paired differences over seeds, 95 % CI (dotted: each claim's bar)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def headline(rows: list[dict]) -> list[str]:
     """Markdown: each task's headline metric per condition, mean +/- std over seeds at 1 h (1 year in brackets)."""
     cols = ("FP", *CONDITIONS)
@@ -323,6 +369,10 @@ def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
             "the whole CI misses it, and is not shown when the CI straddles the bar.\n\n"
         )
         f.write("\n".join(claims(results)) + "\n")
+        claims_png = paths[0].with_name(paths[0].stem + "_claims.png")
+        plot_claims(results, claims_png)
+        if claims_png.is_file():
+            f.write(f"\n![claims]({claims_png.name})\n")
         f.write("\n## PT on the FP weights against naive ranges (paired over seeds; metric x 100)\n\n")
         f.write("\n".join(pt_gains(results)) + "\n")
         if changes:
