@@ -192,3 +192,53 @@ def test_select_layers_matches_globs_in_order_and_rejects_no_match():
     assert pt.select_layers(names, ("pooler*", "*attention*")) == (names[1], names[2])
     with pytest.raises(ValueError, match="no analog layer"):
         pt.select_layers(names, "classifier*")
+
+
+def test_second_call_new_rate_schedule_and_new_objective_compile_nothing(tiny):
+    module, variables, batches = tiny
+    config = aj.TileConfig()
+    ranges = aj.init_model_ranges(variables, config)
+    labelled = [{**b, "labels": np.arange(8, dtype=np.int32) % 2} for b in batches[:2]]
+
+    def run(learning_rate, **kw):
+        obj = pt.task_objective(module, variables, config, "SST-2", t=3600.0)  # a new objective object each call
+        return pt.optimize_ranges(
+            obj, ranges, labelled, optax.adam, learning_rate=learning_rate, steps=3, key=jax.random.key(0), **kw
+        ).losses
+
+    first = run(0.05, progress=False)
+    compiled = pt._optimize._pt_step._cache_size()
+    again = run(0.05, progress=False)
+    np.testing.assert_array_equal(first, again)
+    run(0.01, progress=False)
+    run(optax.cosine_decay_schedule(0.05, 3, alpha=0.1), progress=False)
+    run(np.array([0.05, 0.02, 0.01], np.float32), progress=False)
+    assert pt._optimize._pt_step._cache_size() == compiled
+    # the rate fed as data is the rate: the same losses as optax.adam(0.05) built in advance
+    obj = pt.task_objective(module, variables, config, "SST-2", t=3600.0)
+    ready = pt.optimize_ranges(obj, ranges, labelled, optax.adam(0.05), steps=3, key=jax.random.key(0), progress=False)
+    np.testing.assert_allclose(first, ready.losses, rtol=1e-5)
+    # a schedule equals its per-step values
+    sched = optax.linear_schedule(0.05, 0.0, 3)
+    np.testing.assert_array_equal(
+        run(sched, progress=False), run(np.array([sched(s) for s in range(3)]), progress=False)
+    )
+    with pytest.raises(ValueError, match="learning_rate must be"):
+        run(np.ones(2, np.float32), progress=False)
+    with pytest.raises(ValueError, match="needs learning_rate"):
+        pt.optimize_ranges(obj, ranges, labelled, optax.adam, steps=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="go with an optax factory"):
+        pt.optimize_ranges(obj, ranges, labelled, optax.adam(0.1), learning_rate=0.1, steps=1, key=jax.random.key(0))
+
+
+def test_pt_refuses_an_update_that_makes_a_range_infinite(tiny):
+    _, variables, _ = tiny
+    ranges = aj.init_model_ranges(variables, aj.TileConfig())
+
+    def pulls_up(r, batch, key):  # a finite loss whose gradient drives beta to exp(huge) = inf
+        return -sum(jnp.sum(x.input) for x in r.values())
+
+    with pytest.raises(pt.PTDiverged) as info:
+        pt.optimize_ranges(pulls_up, ranges, [None], optax.sgd(300.0), steps=1, key=jax.random.key(0), progress=False)
+    for r in info.value.ranges.values():
+        assert np.all(np.isfinite(np.asarray(r.input))) and np.all(np.asarray(r.input) > 0)

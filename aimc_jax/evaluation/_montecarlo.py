@@ -125,7 +125,10 @@ class MCResult:
 
 
 @functools.cache
+@functools.cache
 def _analog_fns(module, config):
+    """The jitted pieces of an evaluation, built once per (module, config): later calls reuse their compilations."""
+
     @jax.jit
     def program(variables, ranges, key):
         return program_model(variables, ranges, config, key=key)

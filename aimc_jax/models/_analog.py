@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -76,10 +77,24 @@ class LayerConfigs:
 ConfigLike = TileConfig | LayerConfigs
 
 
+@dataclasses.dataclass(frozen=True)
+class _ScanAlias:
+    """Resolves the names of scanned encoder layers ("encoder/layers/...") as those of layer 0."""
+
+    base: ConfigLike
+    scanned: str
+    first: str
+
+    def for_layer(self, name: str) -> TileConfig | None:
+        if name.startswith(self.scanned):
+            name = self.first + name[len(self.scanned) :]
+        return _layer_config(self.base, name)
+
+
 def _layer_config(config: ConfigLike, name: str) -> TileConfig | None:
     if isinstance(config, TileConfig):
         return config
-    if isinstance(config, LayerConfigs):
+    if isinstance(config, (LayerConfigs, _ScanAlias)):
         return config.for_layer(name)
     raise TypeError(f"config must be a TileConfig or LayerConfigs, got {type(config).__name__}")
 
@@ -90,9 +105,10 @@ class AnalogDense(nn.Module):
     Parameters are those of `flax.linen.Dense` (`kernel` (in, out), `bias`), so
     float checkpoints load unchanged. The analog data come from two variable
     collections filled by `analog_apply`: 'ranges' (this layer's `Ranges`) and
-    'analog' (its read-out `TileState`); the output noise key from the 'analog'
-    rng stream. Layers whose config resolves to None, or called without those
-    collections, compute the float `x @ kernel + bias`.
+    'analog' (its read-out `TileState` as "state" and its output-noise key as
+    "key", `fold_in(key, crc32(name))` of the key given to `analog_apply`).
+    Layers whose config resolves to None, or called without those collections,
+    compute the float `x @ kernel + bias`.
 
     Attributes:
       features: output size.
@@ -119,7 +135,7 @@ class AnalogDense(nn.Module):
         else:
             state = self.get_variable("analog", "state")
             ranges = self.get_variable("ranges", "ranges")
-            y = mvm(state, ranges, x, config, key=self.make_rng("analog"))
+            y = mvm(state, ranges, x, config, key=self.get_variable("analog", "key"))
         return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
 
 
@@ -243,6 +259,33 @@ def _nest(flat: Mapping, leaf: str) -> dict:
     return traverse_util.unflatten_dict({(*name.split("/"), leaf): value for name, value in flat.items()})
 
 
+_LAYER_NAME = re.compile(r"^encoder/layer_(\d+)/(.+)$")
+
+
+def _scan_plan(module, layers: Mapping, ranges: Mapping, state: Mapping) -> str | None:
+    """Why the encoder layers cannot run as one scan (None: they can).
+
+    Scanning needs every encoder layer to run the same sublayers with the same
+    configs and the same range/state structure (shapes included).
+    """
+    from aimc_jax.models._encoder import Encoder
+
+    if not isinstance(module, Encoder):
+        return "the module is not an aimc_jax Encoder"
+    n = module.config.num_hidden_layers
+    if n < 2:
+        return "the encoder has fewer than 2 layers"
+    per_layer: dict[int, dict[str, Any]] = {i: {} for i in range(n)}
+    for name, (_, cfg) in layers.items():
+        m = _LAYER_NAME.match(name)
+        if m:
+            signature = jax.tree.map(np.shape, (ranges[name], state[name]))
+            per_layer[int(m.group(1))][m.group(2)] = (cfg, jax.tree.structure(signature), jax.tree.leaves(signature))
+    if any(per_layer[i] != per_layer[0] for i in range(1, n)):
+        return "the encoder layers differ in which sublayers are analog, their configs or their range/state shapes"
+    return None
+
+
 def analog_apply(
     module: nn.Module,
     variables,
@@ -254,6 +297,8 @@ def analog_apply(
     *,
     key,
     token_type_ids=None,
+    scan: bool | None = None,
+    remat: bool = False,
     **kwargs,
 ):
     """Run a batch through a read-out chip (the key feeds the output noise).
@@ -261,16 +306,50 @@ def analog_apply(
     `module` is an `aimc_jax.models.Encoder` (its dense layers are switched to
     `AnalogDense` here) or any Flax module built with `AnalogDense` layers.
     Give each batch its own key, e.g. `jax.random.fold_in(key, batch_index)`.
+    Layer `name` draws its output noise from `fold_in(key, crc32(name))`.
+
+    Args:
+      scan: run the encoder layers as one `nn.scan` (compiled once instead of
+        unrolled; the same numbers up to XLA's float summation order). None: scan
+        whenever every encoder layer has the same analog sublayers, configs and
+        range shapes; True: require it (ValueError otherwise); False: unroll.
+      remat: with scan, recompute each layer's activations in the backward pass
+        (less memory for gradients w.r.t. the ranges, about one more forward).
     """
     if key is None:
         raise TypeError("analog_apply() needs an explicit PRNG key: pass key=jax.random.key(seed)")
     layers = analog_layers(variables, config)
     _check_names(ranges, layers, "ranges")
     _check_names(state, layers, "analog states")
+    keys = {name: _layer_key(key, name) for name in layers}
+    params = _params(variables)
+    collections = {
+        "params": params,
+        "ranges": _nest(ranges, "ranges"),
+        "analog": _merge(_nest(state, "state"), _nest(keys, "key")),
+    }
+    reason = _scan_plan(module, layers, ranges, state) if scan is not False else "scan=False"
+    if scan and reason:
+        raise ValueError(f"analog_apply(scan=True): cannot scan the encoder layers: {reason}")
+    dense_config = config
+    if reason is None:
+        from aimc_jax.models._encoder import SCAN_NAME, scan_variables
+
+        n = module.config.num_hidden_layers
+        collections = {c: scan_variables(v, n) if "encoder" in v else v for c, v in collections.items()}
+        dense_config = _ScanAlias(config, f"encoder/{SCAN_NAME}/", "encoder/layer_0/")
+        module = module.clone(scan_layers=True, remat_layers=remat)
     if hasattr(module, "dense"):
-        module = module.clone(dense=functools.partial(AnalogDense, tile_config=config))
-    collections = {"params": _params(variables), "ranges": _nest(ranges, "ranges"), "analog": _nest(state, "state")}
-    return module.apply(collections, input_ids, attention_mask, token_type_ids, rngs={"analog": key}, **kwargs)
+        module = module.clone(dense=functools.partial(AnalogDense, tile_config=dense_config))
+    return module.apply(collections, input_ids, attention_mask, token_type_ids, **kwargs)
+
+
+def _merge(a: Mapping, b: Mapping) -> dict:
+    """Deep merge of two nested dicts with disjoint leaves."""
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if k in out and isinstance(v, Mapping) else v
+    return out
 
 
 def analog_forward(module, variables, ranges, input_ids, attention_mask, config: ConfigLike, *, t, key, **kwargs):

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from aimc_jax.models._analog import AnalogDense
 from aimc_jax.models._config import EncoderConfig
 
-__all__ = ["Encoder"]
+__all__ = ["SCAN_NAME", "Encoder", "scan_variables"]
 
 _INIT = nn.initializers.normal(0.02)
 
@@ -122,23 +122,48 @@ class _Intermediate(nn.Module):
 class _Layer(nn.Module):
     cfg: EncoderConfig
     dense: Callable[..., nn.Module]
+    scanned: bool = False  # under nn.scan: (carry, mask_bias) -> (carry, None), deterministic fixed below
+    deterministic: bool = True
 
     @nn.compact
-    def __call__(self, h, mask_bias, deterministic):
+    def __call__(self, h, mask_bias, deterministic=None):
+        deterministic = self.deterministic if deterministic is None else deterministic
         a = _Attention(self.cfg, self.dense, name="attention")(h, mask_bias, deterministic)
         i = _Intermediate(self.cfg, self.dense, name="intermediate")(a)
-        return _Output(self.cfg, self.dense, self.cfg.hidden_size, name="output")(i, a, deterministic)
+        out = _Output(self.cfg, self.dense, self.cfg.hidden_size, name="output")(i, a, deterministic)
+        return (out, None) if self.scanned else out
+
+
+# Scanned encoder layers live under this path, with a leading layer axis on every
+# variable (params, ranges, chip states, keys); `scan_variables` converts to it.
+SCAN_NAME = "layers"
 
 
 class _Stack(nn.Module):
     cfg: EncoderConfig
     dense: Callable[..., nn.Module]
+    scan: bool = False
+    remat: bool = False
 
     @nn.compact
     def __call__(self, h, mask_bias, deterministic):
-        for i in range(self.cfg.num_hidden_layers):
-            h = _Layer(self.cfg, self.dense, name=f"layer_{i}")(h, mask_bias, deterministic)
+        if not self.scan:
+            for i in range(self.cfg.num_hidden_layers):
+                h = _Layer(self.cfg, self.dense, name=f"layer_{i}")(h, mask_bias, deterministic)
+            return h
+        layer = nn.remat(_Layer, prevent_cse=False) if self.remat else _Layer
+        scanned = nn.scan(
+            layer,
+            variable_axes={c: 0 for c in SCANNED_COLLECTIONS},
+            split_rngs={"params": True, "dropout": True},
+            in_axes=nn.broadcast,
+            length=self.cfg.num_hidden_layers,
+        )
+        h, _ = scanned(self.cfg, self.dense, scanned=True, deterministic=deterministic, name=SCAN_NAME)(h, mask_bias)
         return h
+
+
+SCANNED_COLLECTIONS = ("params", "ranges", "analog", "layer_inputs", "losses", "intermediates")
 
 
 class _Pooler(nn.Module):
@@ -172,6 +197,12 @@ class Encoder(nn.Module):
       dense: factory `dense(features, name=...) -> Module` for every dense layer
         (default: `AnalogDense` without a tile config, i.e. float `x @ kernel + bias`
         with `nn.Dense`'s parameters); `analog_apply` passes analog ones.
+      scan_layers: run the encoder layers as one `nn.scan` over variables stacked
+        on a leading layer axis under `encoder/layers` (`scan_variables` converts
+        checkpoint variables): the layer is compiled once instead of unrolled.
+        `analog_apply` switches it on by itself; checkpoints keep `layer_<i>`.
+      remat_layers: with `scan_layers`, recompute each layer in the backward pass
+        (`nn.remat`) instead of storing its activations (less memory, more compute).
 
     Call: `apply(variables, input_ids, attention_mask=None, token_type_ids=None,
     deterministic=True)` with int arrays (batch, length) -> logits (batch,
@@ -181,6 +212,8 @@ class Encoder(nn.Module):
 
     config: EncoderConfig
     dense: Any = None
+    scan_layers: bool = False
+    remat_layers: bool = False
 
     def _dense(self):
         if self.dense is not None:
@@ -206,7 +239,8 @@ class Encoder(nn.Module):
         dense = self._dense()
         mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
         h = _Embeddings(cfg, name="embeddings")(input_ids, token_type_ids, deterministic)
-        h = _Stack(cfg, dense, name="encoder")(h, mask_bias.astype(jnp.float32), deterministic)
+        stack = _Stack(cfg, dense, self.scan_layers, self.remat_layers, name="encoder")
+        h = stack(h, mask_bias.astype(jnp.float32), deterministic)
         if cfg.num_labels is None:
             return h
         if cfg.model_type == "roberta":
@@ -215,3 +249,15 @@ class Encoder(nn.Module):
         rate = cfg.hidden_dropout_prob if cfg.classifier_dropout is None else cfg.classifier_dropout
         pooled = nn.Dropout(rate)(pooled, deterministic=deterministic)
         return dense(cfg.num_labels, name="classifier")(pooled)
+
+
+def scan_variables(tree, num_layers: int, *, prefix: str = "encoder"):
+    """Nested variables with `prefix/layer_<i>` subtrees stacked into `prefix/layers` (leading layer axis).
+
+    What `Encoder(..., scan_layers=True)` reads; every collection (params, ranges,
+    chip states, keys) converts the same way. Entries outside the layers are kept.
+    """
+    inner = dict(tree[prefix])
+    layers = [inner.pop(f"layer_{i}") for i in range(num_layers)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
+    return {**tree, prefix: {**inner, SCAN_NAME: stacked}}

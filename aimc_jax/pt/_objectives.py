@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -26,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aimc_jax._config import TileConfig
 from aimc_jax._tile import mvm, program, read
 from aimc_jax.data import task_spec
 from aimc_jax.models._analog import ConfigLike, _layer_key, analog_forward, analog_layers
@@ -85,40 +87,51 @@ def _analog_out(module, variables, ranges, batch, config, t, key):
     )
 
 
+def _static_time(t):
+    """t as a hashable static value: a float, or a tuple of floats (one drawn per call)."""
+    _check_times(t)
+    return float(t) if np.ndim(t) == 0 else tuple(float(v) for v in np.asarray(t).ravel())
+
+
+# The objective functions are frozen dataclasses: equal settings hash equal, so a
+# jitted PT step built for one is reused by a new objective with the same settings.
+
+
+@dataclasses.dataclass(frozen=True)
+class _TaskLoss:
+    module: Any
+    config: Any
+    task: str
+    t: Any
+
+    def __call__(self, ranges, batch, key, variables):
+        out = _analog_out(self.module, variables, ranges, batch, self.config, self.t, key)
+        return task_loss(task_spec(self.task), out, batch["labels"], batch["weight"])
+
+
 def task_objective(module, variables, config: ConfigLike, task, *, t) -> Objective:
     """Task loss of a fresh analog chip on labelled batches (cross-entropy, or MSE for STS-B).
 
     Batches: dicts from `aimc_jax.data.make_batches` (input_ids, attention_mask,
     token_type_ids, labels, weight).
     """
-    spec = task_spec(task)
-    _check_times(t)
-
-    def fn(ranges, batch, key, variables):
-        out = _analog_out(module, variables, ranges, batch, config, t, key)
-        return task_loss(spec, out, batch["labels"], batch["weight"])
-
-    return Objective(fn, variables)
+    return Objective(_TaskLoss(module, config, task_spec(task).name, _static_time(t)), variables)
 
 
-def distillation_objective(module, variables, config: ConfigLike, *, t, temperature: float = 1.0) -> Objective:
-    """Distance of a fresh analog chip's outputs to the float model's (no labels needed).
+@dataclasses.dataclass(frozen=True)
+class _Distillation:
+    module: Any
+    config: Any
+    t: Any
+    temperature: float
 
-    Classification heads: KL(softmax(teacher / T) || softmax(student / T)) * T^2.
-    Regression heads (1 output) and encoders without a head: squared error
-    relative to the teacher's mean square (over non-padding tokens for hidden states).
-    The teacher is the float model with the same variables, run under `stop_gradient`.
-    """
-    _check_times(t)
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-
-    def fn(ranges, batch, key, variables):
+    def __call__(self, ranges, batch, key, variables):
+        module, temperature = self.module, self.temperature
         weight = batch.get("weight", jnp.ones(batch["input_ids"].shape[:1], jnp.float32))
         teacher = jax.lax.stop_gradient(
             module.apply(variables, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         )
-        student = _analog_out(module, variables, ranges, batch, config, t, key)
+        student = _analog_out(module, variables, ranges, batch, self.config, self.t, key)
         if teacher.ndim == 2 and teacher.shape[-1] > 1:
             p = jax.nn.softmax(teacher / temperature)
             log_q = jax.nn.log_softmax(student / temperature)
@@ -130,7 +143,40 @@ def distillation_objective(module, variables, config: ConfigLike, *, t, temperat
             per = err / jnp.maximum(ref, 1e-12)
         return jnp.sum(per * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
-    return Objective(fn, variables)
+
+def distillation_objective(module, variables, config: ConfigLike, *, t, temperature: float = 1.0) -> Objective:
+    """Distance of a fresh analog chip's outputs to the float model's (no labels needed).
+
+    Classification heads: KL(softmax(teacher / T) || softmax(student / T)) * T^2.
+    Regression heads (1 output) and encoders without a head: squared error
+    relative to the teacher's mean square (over non-padding tokens for hidden states).
+    The teacher is the float model with the same variables, run under `stop_gradient`.
+    """
+    t = _static_time(t)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return Objective(_Distillation(module, config, t, float(temperature)), variables)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layerwise:
+    layers: tuple[tuple[str, TileConfig], ...]
+    t: Any
+
+    def __call__(self, ranges, batch, key, weights):
+        k_t, k = jax.random.split(key)
+        tt = draw_time(self.t, k_t)
+        total = jnp.float32(0.0)
+        for name, cfg in self.layers:
+            if name not in batch:
+                continue
+            x, w = batch[name], weights[name]
+            k1, k2, k3 = jax.random.split(_layer_key(k, name), 3)
+            state = read(program(w, ranges[name], cfg, key=k1), tt, cfg, key=k2)
+            y = mvm(state, ranges[name], x, cfg, key=k3)
+            ref = x @ w
+            total = total + jnp.mean((y - ref) ** 2) / jnp.maximum(jnp.mean(ref**2), 1e-12)
+        return total
 
 
 def layerwise_objective(variables, config: ConfigLike, *, t, layers: Sequence[str] | None = None) -> Objective:
@@ -142,31 +188,14 @@ def layerwise_objective(variables, config: ConfigLike, *, t, layers: Sequence[st
     ranges only see their own error. Batches: {layer: (rows, in) inputs}
     (`layer_input_batches`); layers absent from a batch are skipped.
     """
-    _check_times(t)
+    t = _static_time(t)
     all_layers = analog_layers(variables, config)
     names = tuple(all_layers) if layers is None else tuple(layers)
     unknown = sorted(set(names) - set(all_layers))
     if unknown:
         raise ValueError(f"layers not run in analog by this config: {unknown[:5]}")
-    configs = {n: all_layers[n][1] for n in names}
     weights = {n: all_layers[n][0] for n in names}
-
-    def fn(ranges, batch, key, weights):
-        k_t, k = jax.random.split(key)
-        tt = draw_time(t, k_t)
-        total = jnp.float32(0.0)
-        for name in names:
-            if name not in batch:
-                continue
-            x, w, cfg = batch[name], weights[name], configs[name]
-            k1, k2, k3 = jax.random.split(_layer_key(k, name), 3)
-            state = read(program(w, ranges[name], cfg, key=k1), tt, cfg, key=k2)
-            y = mvm(state, ranges[name], x, cfg, key=k3)
-            ref = x @ w
-            total = total + jnp.mean((y - ref) ** 2) / jnp.maximum(jnp.mean(ref**2), 1e-12)
-        return total
-
-    return Objective(fn, weights)
+    return Objective(_Layerwise(tuple((n, all_layers[n][1]) for n in names), t), weights)
 
 
 def layer_input_batches(

@@ -1,13 +1,14 @@
 """The post-training loop: optimise (a subset of) the ranges with any optax transformation.
 
-    result = optimize_ranges(objective, ranges, batches, optax.adam(1e-2), steps=200, key=key)
+    result = optimize_ranges(objective, ranges, batches, optax.adam, learning_rate=1e-2, steps=200, key=key)
     result.ranges, result.losses
 
 Ranges are optimised in log space (range = exp(theta)), so they stay positive
 whatever the optimiser does; only the chosen `fields` of the chosen `layers`
 enter the optimiser (everything else, network weights included, is frozen by
 construction). Step s draws a fresh chip from `fold_in(key, s)` and uses batch
-`s mod len(batches)`. A non-finite loss or range stops the run with `PTDiverged`,
+`s mod len(batches)`. The jitted step is shared by every call with the same
+objective, optimiser and shapes; learning rates are data. A non-finite loss or range stops the run with `PTDiverged`,
 which carries the last finite ranges; NaN ranges are never returned.
 
 References:
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -98,14 +101,65 @@ def select_layers(names, layers) -> tuple[str, ...]:
     return chosen
 
 
+@dataclasses.dataclass(frozen=True)
+class _Injected:
+    """An optax factory run through `optax.inject_hyperparams`: its learning rate is data, fed per step."""
+
+    factory: Callable
+    hyperparams: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> optax.GradientTransformation:
+        return optax.inject_hyperparams(self.factory)(learning_rate=0.0, **dict(self.hyperparams))
+
+
+def _transformation(tx) -> optax.GradientTransformation:
+    return tx.build() if isinstance(tx, _Injected) else tx
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "tx"))
+def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, *, fn, tx):
+    """One PT step: loss and gradient on log ranges, optimiser update, finiteness of loss and new ranges.
+
+    Module-level and keyed only on (objective function, optimiser) and the shapes,
+    so repeated `optimize_ranges` calls, new learning rates and schedules reuse it.
+    """
+
+    def loss_fn(th):
+        return fn(merge_ranges(ranges, th), batch, key, frozen)
+
+    loss, grads = jax.value_and_grad(loss_fn)(theta)
+    transformation = _transformation(tx)
+    if isinstance(tx, _Injected):
+        opt_state.hyperparams["learning_rate"] = learning_rate
+    updates, opt_state = transformation.update(grads, opt_state, theta)
+    new = optax.apply_updates(theta, updates)
+    leaves = [jnp.exp(x) for x in jax.tree.leaves(new)]
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v) & (v > 0)) for v in leaves]))
+    return new, opt_state, loss, jnp.isfinite(loss) & ok
+
+
+def _learning_rates(learning_rate, steps: int) -> np.ndarray:
+    """Per-step rates as data: a float, a (steps,) array, or a schedule f(step) evaluated on 0..steps-1."""
+    if callable(learning_rate):
+        rates = np.asarray([learning_rate(s) for s in range(steps)], np.float32)
+    else:
+        rates = np.asarray(learning_rate, np.float32)
+        rates = np.full(steps, rates, np.float32) if rates.ndim == 0 else rates
+    if rates.shape != (steps,) or not np.all(np.isfinite(rates)):
+        raise ValueError(f"learning_rate must be a finite float, a ({steps},) array or a schedule, got {rates.shape}")
+    return rates
+
+
 def optimize_ranges(
     objective: Objective | Callable,
     ranges: Mapping[str, Ranges],
     batches: Sequence,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformation | Callable = optax.adam,
     *,
     steps: int,
     key,
+    learning_rate=None,
+    hyperparams: Mapping[str, Any] | None = None,
     fields: Sequence[str] = ("column", "input"),
     layers: str | Sequence[str] | None = None,
     progress: bool = True,
@@ -113,20 +167,33 @@ def optimize_ranges(
 ) -> PTResult:
     """Minimise `objective` over the ranges by gradient descent with fresh hardware noise per step.
 
+    The step is compiled once per (objective, optimiser, shapes) and reused across
+    calls. Pass an optax *factory* with `learning_rate` (e.g. `optax.adam,
+    learning_rate=0.05` or an optax schedule) to try new rates and schedules
+    without compiling again: the rate of every step is fed as data
+    (`optax.inject_hyperparams`). A ready `GradientTransformation` also works; it is
+    compiled once per distinct object (a new `optax.adam(0.01)` compiles again).
+
     Args:
-      objective: an `Objective` (or a plain `f(ranges, batch, key) -> scalar`).
+      objective: an `Objective` (or a plain `f(ranges, batch, key) -> scalar`; wrap
+        it once and reuse it: a new function object compiles again).
       ranges: {layer: Ranges} starting point (e.g. `calibrated_ranges`, or HWA-learned).
       batches: what the objective takes as `batch`; step s uses batches[s % len].
-      optimizer: any optax `GradientTransformation` (acting on log ranges).
+      optimizer: an optax factory taking `learning_rate` (default `optax.adam`), or
+        any optax `GradientTransformation` (acting on log ranges).
       steps: optimisation steps.
       key: PRNG key; step s uses `fold_in(key, s)` (a new chip each step).
+      learning_rate: with a factory: a float, a (steps,) array of per-step rates, or
+        a schedule `f(step) -> rate` (evaluated here, on steps 0..steps-1).
+      hyperparams: with a factory: its other numeric arguments (e.g. {"b1": 0.8}).
       fields: subset of ("column", "input", "output") to optimise; gamma, beta, ADC bound.
       layers: glob pattern(s) of layers to optimise (default all).
       progress: progress bar.
       callback: called as `callback(step, loss, ranges)` every step (ranges only every 10 steps, else None).
 
     Returns:
-      `PTResult`. Raises `PTDiverged` (with the last finite ranges) on a non-finite loss or range.
+      `PTResult`. Raises `PTDiverged` (with the last finite ranges) on a non-finite
+      loss, or when an update makes a range non-finite or zero.
     """
     if key is None:
         raise TypeError("optimize_ranges() needs an explicit PRNG key: pass key=jax.random.key(seed)")
@@ -138,6 +205,20 @@ def optimize_ranges(
         raise ValueError(f"steps must be >= 0, got {steps}")
     if not batches:
         raise ValueError("optimize_ranges needs at least one batch")
+    if isinstance(optimizer, optax.GradientTransformation):
+        if learning_rate is not None or hyperparams:
+            raise ValueError(
+                "learning_rate/hyperparams go with an optax factory (e.g. optax.adam), "
+                "not with a ready GradientTransformation"
+            )
+        tx, rates = optimizer, np.zeros(steps, np.float32)
+    elif callable(optimizer):
+        if learning_rate is None:
+            raise ValueError("optimize_ranges(optimizer=<factory>) needs learning_rate=")
+        tx = _Injected(optimizer, tuple(sorted((hyperparams or {}).items())))
+        rates = _learning_rates(learning_rate, steps)
+    else:
+        raise TypeError(f"optimizer must be an optax GradientTransformation or factory, got {type(optimizer).__name__}")
     for name, r in ranges.items():
         for f in FIELDS:
             v = getattr(r, f)
@@ -145,30 +226,24 @@ def optimize_ranges(
                 raise ValueError(f"initial ranges of {name}.{f} must be finite and > 0")
     layer_names = select_layers(ranges, layers)
     if not isinstance(objective, Objective):
-        plain = objective
-        objective = Objective(lambda r, b, k, frozen: plain(r, b, k))
+        objective = Objective(_Plain(objective))
     theta = split_ranges(ranges, fields, layer_names)
-    opt_state = optimizer.init(theta)
-    fn = objective.fn
-
-    @jax.jit
-    def step_fn(theta, opt_state, ranges, batch, key, frozen):
-        def loss_fn(th):
-            return fn(merge_ranges(ranges, th), batch, key, frozen)
-
-        loss, grads = jax.value_and_grad(loss_fn)(theta)
-        updates, opt_state = optimizer.update(grads, opt_state, theta)
-        new = optax.apply_updates(theta, updates)
-        finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(new)]))
-        return new, opt_state, loss, finite
-
+    opt_state = _transformation(tx).init(theta)
     ranges = dict(ranges)
     losses = []
     bar = tqdm(range(steps), desc="PT ranges", disable=not progress, unit="step")
     for s in bar:
         batch = jax.tree.map(jnp.asarray, batches[s % len(batches)])
-        new, opt_state, loss, finite = step_fn(
-            theta, opt_state, ranges, batch, jax.random.fold_in(key, s), objective.frozen
+        new, opt_state, loss, finite = _pt_step(
+            theta,
+            opt_state,
+            ranges,
+            batch,
+            jax.random.fold_in(key, s),
+            objective.frozen,
+            rates[s],
+            fn=objective.fn,
+            tx=tx,
         )
         loss = float(loss)
         losses.append(loss)
@@ -176,7 +251,7 @@ def optimize_ranges(
             bar.close()
             last = merge_ranges(ranges, theta)
             raise PTDiverged(
-                f"PT diverged at step {s}: loss {loss}, or a range became non-finite; "
+                f"PT diverged at step {s}: loss {loss}, or a range became non-finite or zero; "
                 "lower the learning rate. The exception's .ranges hold the last finite ranges.",
                 last,
                 s,
@@ -193,3 +268,13 @@ def optimize_ranges(
         fields=fields,
         layers=layer_names,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plain:
+    """A plain `f(ranges, batch, key)` as an objective function (hashable by `f`, so one `f` compiles once)."""
+
+    f: Callable
+
+    def __call__(self, ranges, batch, key, frozen):
+        return self.f(ranges, batch, key)
