@@ -13,6 +13,7 @@ import math
 __all__ = ["TileConfig"]
 
 _NOISE_PRNGS = ("hash", "jax", "rbg", "unsafe_rbg")
+_CROSSBAR_KERNELS = ("auto", "unrolled", "batched")
 
 
 def _check_resolution(name: str, value) -> None:
@@ -61,11 +62,23 @@ class TileConfig:
       t0: drift reference time in seconds.
       t_read: read duration in seconds for the 1/f noise.
       drift_compensation: global drift compensation per crossbar.
-      noise_prng: generator of the per-MVM output noise (the key passed to `mvm`
-        decides the stream in every case): "hash" (default) a counter-based hash
-        seeded by the key, ~5x cheaper than threefry on CPU and vmap-invariant;
-        "jax" `jax.random.normal` with the key's own implementation; "rbg" /
-        "unsafe_rbg" XLA's RngBitGenerator (fast, but not vmap-invariant).
+      noise_prng: generator of every Gaussian draw (the key passed to `program`,
+        `read` or `mvm` decides the stream in every case): "hash" (default) a
+        counter-based hash seeded by the key, vmap-invariant, for the programming
+        noise, drift exponents, read noise and output noise alike (measured 2-3x
+        cheaper than threefry for program + read and ~5x for the output noise on
+        CPU); "jax" `jax.random.normal` with the key's own implementation
+        everywhere; "rbg" / "unsafe_rbg" XLA's RngBitGenerator for the per-MVM
+        output noise (fast, but not vmap-invariant), with `jax.random.normal` of
+        the key for the per-chip draws of `program` and `read` (which are vmapped
+        over layers and keys).
+      crossbar_kernel: how `mvm` runs the crossbars, not what it computes (both give
+        the same outputs and output noise up to float summation order): "unrolled"
+        one small dot per crossbar, unrolled at trace time (fastest on XLA:CPU);
+        "batched" one batched dot over all crossbars of the layer (suited to GPU/TPU);
+        "auto" (default) picks "unrolled" when `jax.default_backend()` is "cpu" at
+        trace time, "batched" otherwise. Left out of `repr` (which results caches
+        key on), kept in `==` and `hash` (which `jit` keys on).
 
     References:
       Lammie et al., ISCAS 2024 (arXiv 2401.09859); aihwkit 1.2.0 `PCMLikeNoiseModel`.
@@ -86,6 +99,7 @@ class TileConfig:
     t_read: float = 250e-9
     drift_compensation: bool = True
     noise_prng: str = "hash"
+    crossbar_kernel: str = dataclasses.field(default="auto", repr=False)
 
     def __post_init__(self):
         for name in ("max_input_size", "max_output_size"):
@@ -105,6 +119,10 @@ class TileConfig:
             raise ValueError(f"TileConfig.drift_compensation must be a bool, got {self.drift_compensation!r}")
         if self.noise_prng not in _NOISE_PRNGS:
             raise ValueError(f"TileConfig.noise_prng must be one of {_NOISE_PRNGS}, got {self.noise_prng!r}")
+        if self.crossbar_kernel not in _CROSSBAR_KERNELS:
+            raise ValueError(
+                f"TileConfig.crossbar_kernel must be one of {_CROSSBAR_KERNELS}, got {self.crossbar_kernel!r}"
+            )
 
     @classmethod
     def ideal(cls, **overrides) -> TileConfig:

@@ -1,12 +1,14 @@
-"""A cheap counter-based Gaussian generator for the per-MVM output noise.
+"""A cheap counter-based Gaussian generator for the tile's noise draws.
 
-The output noise needs n_in_blocks x out Gaussian draws per token; with JAX's
-default threefry on a CPU the bits alone cost about as much as the matmul. Here a
-threefry key gives two 32-bit seeds, and each element's bits are a hash of its
-index: a Weyl step and two rounds of the `lowbias32` integer mixer (C. Wellons),
-then 23 bits -> uniform in (-1, 1) -> sqrt(2) * erfinv (`bits_to_normal`). Pure elementwise code, so
-XLA fuses it into the consumer, and it is vmap-invariant by construction (a
-function of (key, index) only): vmap over keys equals a loop over keys.
+The tile draws Gaussians per device when it programs and reads out a chip
+(programming noise, drift exponents, read noise) and n_in_blocks x out per token
+for the output noise of every MVM; with JAX's default threefry on a CPU the bits
+alone cost more than the arithmetic that uses them. Here a threefry key gives two
+32-bit seeds, and each element's bits are a hash of its index: a Weyl step and two
+rounds of the `lowbias32` integer mixer (C. Wellons), then 23 bits -> uniform in
+(-1, 1) -> sqrt(2) * erfinv (`bits_to_normal`). Pure elementwise code, so XLA fuses
+it into the consumer, and it is vmap-invariant by construction (a function of
+(key, index) only): vmap over keys equals a loop over keys.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ __all__ = ["NOISE_VERSION", "bits_to_normal", "hash_normal"]
 # Bumped whenever the noise streams change; experiments put it in their cache keys.
 # 2: 23-bit uniforms (version 1 rounded its largest 24-bit value to u = 1, i.e. +inf,
 #    once in 2**24 draws; the ADC clipped it to a full-scale spike).
-NOISE_VERSION = 2
+# 3: programming noise, drift exponents and read noise drawn with this generator too
+#    (noise_prng="hash"), and each layer's output noise keyed by fold_in(key, crc32(name))
+#    instead of flax's rng stream (same statistics, other draws).
+NOISE_VERSION = 3
 
 
 def _mix(h):

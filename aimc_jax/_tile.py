@@ -6,6 +6,8 @@
 
 All three are pure, jit-able (config static), vmap-able over keys and
 differentiable with respect to every `Ranges` leaf (REFERENCE §2 gives the model).
+`config.noise_prng` chooses the generator of every draw (default: the counter-based
+hash of `_rng`); `config.crossbar_kernel` how `mvm` runs the crossbars.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from aimc_jax import _pcm
 from aimc_jax._checks import check_finite, is_concrete, require_key
 from aimc_jax._config import TileConfig
-from aimc_jax._layout import TileLayout, split_last, tile_layout, to_blocks, valid_mask
+from aimc_jax._layout import TileLayout, merge_last, split_last, tile_layout, to_blocks, valid_mask
 from aimc_jax._quant import fake_quantize, quantize_normalized
 from aimc_jax._ranges import Ranges, check_ranges
 from aimc_jax._rng import hash_normal
@@ -93,7 +95,8 @@ def program(weight, ranges: Ranges, config: TileConfig, *, key) -> ProgrammedTil
       weight: (in_features, out_features) kernel (Flax layout).
       ranges: the layer's `Ranges`; `ranges.column` sets the weight-to-conductance map.
       config: `TileConfig` (static under jit).
-      key: PRNG key for programming noise and drift exponents.
+      key: PRNG key for programming noise and drift exponents (drawn with the
+        generator `config.noise_prng` selects).
 
     Returns:
       A `ProgrammedTile` carrying the column ranges it was programmed with.
@@ -128,12 +131,12 @@ def _program(weight, ranges, config, key):
     for i, g_t in enumerate(targets):
         g = g_t
         if config.prog_noise_scale:
-            noise = jax.random.normal(k_prog[i], g_t.shape, jnp.float32)
+            noise = _normal(k_prog[i], g_t.shape, _device_prng(config))
             g = jnp.maximum(g_t + config.prog_noise_scale * _pcm.prog_sigma(g_t, g_max) * noise, 0.0)
         g_prog.append(jnp.where(mask, g, 0.0))
         if config.drift_scale:
             mu, sigma = _pcm.drift_nu_stats(g_t, g_max)
-            nu = jnp.abs(mu + sigma * jax.random.normal(k_nu[i], g_t.shape, jnp.float32)) * config.drift_scale
+            nu = jnp.abs(mu + sigma * _normal(k_nu[i], g_t.shape, _device_prng(config))) * config.drift_scale
         else:
             nu = jnp.zeros_like(g_t)
         nus.append(jnp.where(mask, nu, 0.0))
@@ -152,7 +155,7 @@ def read(programmed: ProgrammedTile, t, config: TileConfig, *, key) -> TileState
       programmed: from `program`.
       t: inference time in seconds (>= 0), a Python or traced scalar.
       config: `TileConfig` (static under jit).
-      key: PRNG key for the read noise.
+      key: PRNG key for the read noise (drawn with the generator `config.noise_prng` selects).
 
     Returns:
       A `TileState`.
@@ -183,7 +186,7 @@ def _read(programmed, t, config, key):
         g_t = g_prog * _pcm.drift_factor(nu, t, config.t0) if config.drift_scale else g_prog
         if config.read_noise_scale:
             sig = _pcm.read_noise_q(g_prog, g_max) * _pcm.read_noise_time_factor(t, config.t0, config.t_read)
-            noise = jax.random.normal(keys[i], g_prog.shape, jnp.float32)
+            noise = _normal(keys[i], g_prog.shape, _device_prng(config))
             g_t = jnp.maximum(g_t + config.read_noise_scale * jnp.abs(g_t) * sig * noise, 0.0)
         finals.append(jnp.where(mask, g_t, 0.0))
     weights = (finals[0] - finals[1]) / g_max
@@ -195,8 +198,18 @@ def _read(programmed, t, config, key):
     return TileState(weights, alpha, programmed.column, layout)
 
 
+def _device_prng(config: TileConfig) -> str:
+    """The generator of the per-chip draws (programming noise, drift exponents, read noise).
+
+    The hash generator when `config.noise_prng` is "hash", else the key's own
+    `jax.random.normal`: rbg-family bits are not vmap-invariant, and chips are
+    programmed and read out vmapped over layers and keys.
+    """
+    return "hash" if config.noise_prng == "hash" else "jax"
+
+
 def _normal(key, shape, prng: str):
-    """Output-noise draws: the hash generator, the key's own, or an rbg-family key seeded from it."""
+    """Standard normal float32 draws: the hash generator, the key's own, or an rbg-family key seeded from it."""
     if prng == "hash":
         return hash_normal(key, shape)
     if prng != "jax":
@@ -242,6 +255,13 @@ def mvm(state: TileState, ranges: Ranges, x, config: TileConfig, *, key):
     return _mvm(state, ranges, x, config, key)
 
 
+def resolve_crossbar_kernel(config: TileConfig) -> str:
+    """The `mvm` kernel `config.crossbar_kernel` resolves to at trace time: "unrolled" or "batched"."""
+    if config.crossbar_kernel != "auto":
+        return config.crossbar_kernel
+    return "unrolled" if jax.default_backend() == "cpu" else "batched"
+
+
 @functools.partial(jax.jit, static_argnames="config")
 def _mvm(state, ranges, x, config, key):
     layout = state.layout
@@ -250,13 +270,27 @@ def _mvm(state, ranges, x, config, key):
     beta = ranges.input.astype(jnp.float32)
     out_bound = config.out_bound if ranges.output is None else ranges.output
     bound = None if out_bound is None else jnp.broadcast_to(jnp.asarray(out_bound, jnp.float32), beta.shape)
+    kernel = _mvm_batched if resolve_crossbar_kernel(config) == "batched" else _mvm_unrolled
+    out = kernel(state, x, beta, bound, config, key)
+    return out.reshape(*batch_shape, layout.out_features)
+
+
+def _noise_key(key, a: int, b: int, layout: TileLayout):
+    """The output-noise key of crossbar (a, b): independent per crossbar, the same in both kernels."""
+    return jax.random.fold_in(key, a * layout.n_out + b)
+
+
+def _mvm_unrolled(state, x, beta, bound, config, key):
+    """(N, in) -> (N, out): one small dot per crossbar, unrolled (static).
+
+    Every intermediate stays in token-major order, so the noise/ADC/back-scaling
+    work fuses into one vectorised loop per crossbar and the output needs no
+    transpose (measured 2-3x faster on XLA:CPU than `_mvm_batched`).
+    """
+    layout = state.layout
     gamma = state.column.astype(jnp.float32)
     in_starts = np.cumsum((0, *layout.in_sizes))
     out_starts = np.cumsum((0, *layout.out_sizes))
-    # One small dot per crossbar, unrolled (static): every intermediate stays in
-    # token-major order, so the noise/ADC/back-scaling work fuses into one
-    # vectorised loop per crossbar and the output needs no transpose (measured
-    # 2-3x faster on CPU than one batched einsum over crossbars plus a transpose).
     columns = []
     for b, size_out in enumerate(layout.out_sizes):
         acc = None
@@ -266,16 +300,49 @@ def _mvm(state, ranges, x, config, key):
             )
             y = u @ state.weights[a, b, :size_in, :size_out]  # (N, size_out) normalised
             if config.out_noise:  # fresh per call, independent per crossbar
-                noise_key = jax.random.fold_in(key, a * layout.n_out + b)
-                y = y + config.out_noise * _normal(noise_key, y.shape, config.noise_prng)
+                y = y + config.out_noise * _normal(_noise_key(key, a, b, layout), y.shape, config.noise_prng)
             if bound is not None:
                 y = fake_quantize(y, bound[a, b], config.out_res)
             scale = beta[a, b] * gamma[a, out_starts[b] : out_starts[b + 1]] * state.alpha[a, b]
             y = y * scale[None, :]
             acc = y if acc is None else acc + y
         columns.append(acc)
-    out = columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
-    return out.reshape(*batch_shape, layout.out_features)
+    return columns[0] if len(columns) == 1 else jnp.concatenate(columns, axis=-1)
+
+
+def _stacked_noise(key, n: int, layout: TileLayout, prng: str):
+    """(n_in, n_out, n, block_out): the unrolled kernel's (n, size_out) draw of each crossbar, zero-padded."""
+    rows = []
+    for a in range(layout.n_in):
+        row = []
+        for b, size in enumerate(layout.out_sizes):
+            z = _normal(_noise_key(key, a, b, layout), (n, size), prng)
+            row.append(jnp.pad(z, ((0, 0), (0, layout.block_out - size))))
+        rows.append(jnp.stack(row))
+    return jnp.stack(rows)
+
+
+def _mvm_batched(state, x, beta, bound, config, key):
+    """(N, in) -> (N, out): one batched dot over all crossbars, for GPU/TPU.
+
+    Crossbar-major order (n_in, n_out, N, block): the crossbars are the leading batch
+    dimensions of the dot, so its output needs no transpose and the per-crossbar noise
+    draws stack without one. Padding rows of x and of the weights are zero; padding
+    columns are computed and dropped at the end.
+    """
+    layout = state.layout
+    n = x.shape[0]
+    xb = jnp.moveaxis(split_last(x, layout.in_sizes), 1, 0)  # (n_in, N, bi), zero-padded
+    u = quantize_normalized(xb[:, None], beta[:, :, None, None], config.inp_res, clip=config.inp_clip)
+    y = jnp.einsum("abni,abio->abno", u, state.weights)  # (n_in, n_out, N, bo) normalised
+    if config.out_noise:  # fresh per call, independent per crossbar
+        y = y + config.out_noise * _stacked_noise(key, n, layout, config.noise_prng)
+    if bound is not None:
+        y = fake_quantize(y, bound[:, :, None, None], config.out_res)
+    gamma = _blocked_column(state.column.astype(jnp.float32), layout)  # (n_in, n_out, bo)
+    scale = beta[:, :, None] * gamma * state.alpha[:, :, None]
+    y = jnp.sum(y * scale[:, :, None, :], axis=0)  # (n_out, N, bo)
+    return merge_last(jnp.moveaxis(y, 0, 1), layout.out_sizes)
 
 
 def _check_same_column(given, programmed) -> None:

@@ -107,6 +107,137 @@ def test_tiled_equals_one_big_crossbar():
     assert _rel_err(outs[0], outs[1]) < 1e-5
 
 
+# ---------------------------------------------------------------- crossbar kernels
+
+# (in, out, max_input_size, max_output_size): uneven input and output splits, one crossbar, many
+_KERNEL_SHAPES = [(37, 5, 20, 512), (1001, 700, 512, 512), (300, 1100, 128, 512), (64, 48, 512, 512)]
+
+
+def _kernel_outputs(w, ranges, x, config, *, t=HOUR, seed=0):
+    """mvm of one chip under each explicit kernel: {kernel: (..., out)}."""
+    outs = {}
+    for kernel in ("unrolled", "batched"):
+        cfg = config.replace(crossbar_kernel=kernel)
+        outs[kernel] = np.asarray(_run(w, ranges, x, cfg, t=t, seed=seed))
+    return outs
+
+
+def _kernel_setup(n_in, n_out, max_in, max_out, config, seed=0):
+    config = config.replace(max_input_size=max_in, max_output_size=max_out)
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(n_in, n_out)).astype(np.float32) / math.sqrt(n_in)
+    x = rng.normal(size=(3, 7, n_in)).astype(np.float32)
+    return w, x, aj.init_ranges(w, config, inputs=x), config
+
+
+def _assert_equal_but_rare_adc_flips(a, b, ranges, config):
+    """Equal within 1e-5 of the output scale except rare ADC-step flips from float summation order."""
+    scale = np.abs(b).max()
+    diff = np.abs(a - b) / scale
+    out_bound = config.out_bound if ranges.output is None else np.asarray(ranges.output).max()
+    step = 2 * float(out_bound) / config.out_res if config.out_res else 0.0
+    back_scale = float(np.asarray(ranges.input).max() * np.asarray(ranges.column).max())
+    assert np.mean(diff > 1e-5) <= 1e-3
+    assert diff.max() <= max(2 * step * back_scale * 1.01 / scale, 1e-5)
+
+
+@pytest.mark.parametrize("shape", _KERNEL_SHAPES)
+def test_batched_kernel_equals_unrolled_ideal(shape):
+    w, x, ranges, cfg = _kernel_setup(*shape, IDEAL)
+    outs = _kernel_outputs(w, ranges, x, cfg)
+    assert outs["batched"].shape == (3, 7, shape[1])
+    np.testing.assert_allclose(outs["batched"], outs["unrolled"], rtol=1e-5, atol=1e-5 * np.abs(outs["unrolled"]).max())
+    assert _rel_err(outs["batched"], x.astype(np.float64) @ w.astype(np.float64)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("shape", "variant"),
+    [(shape, "default") for shape in _KERNEL_SHAPES]
+    + [
+        (shape, variant)
+        for shape in (_KERNEL_SHAPES[0], _KERNEL_SHAPES[2])
+        for variant in ("adc_bounds", "scalar_adc_bound", "no_adc_grid", "no_dac_grid", "jax_prng")
+    ],
+)
+def test_batched_kernel_equals_unrolled_default(shape, variant):
+    base = {"no_adc_grid": DEFAULT.replace(out_res=None), "no_dac_grid": DEFAULT.replace(inp_res=None)}
+    base["jax_prng"] = DEFAULT.replace(noise_prng="jax")
+    w, x, ranges, cfg = _kernel_setup(*shape, base.get(variant, DEFAULT))
+    if variant == "adc_bounds":  # per-crossbar ADC bounds, tight enough to clip
+        ranges = ranges.replace(output=jnp.linspace(1.0, 3.0, ranges.input.size).reshape(ranges.input.shape))
+    if variant == "scalar_adc_bound":
+        ranges = ranges.replace(output=jnp.asarray(2.0, jnp.float32))
+    outs = _kernel_outputs(w, ranges, x, cfg)
+    _assert_equal_but_rare_adc_flips(outs["batched"], outs["unrolled"], ranges, cfg)
+    # the noise was on: another key gives other outputs
+    other = np.asarray(_run(w, ranges, x, cfg.replace(crossbar_kernel="batched"), t=HOUR, seed=1))
+    assert not np.allclose(other, outs["batched"])
+
+
+def test_batched_kernel_draws_the_unrolled_output_noise():
+    # output noise alone (zero weights, no ADC): the draws themselves must agree
+    cfg = aj.TileConfig.ideal(out_noise=0.04, max_input_size=20, max_output_size=7)
+    w = np.zeros((37, 19), np.float32)
+    x = np.zeros((5, 37), np.float32)
+    outs = _kernel_outputs(w, _unit_ranges(w, cfg), x, cfg)
+    assert np.abs(outs["unrolled"]).min() > 0
+    np.testing.assert_allclose(outs["batched"], outs["unrolled"], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(37, 5, 20, 512), (1001, 700, 512, 512), (300, 1100, 128, 512)])
+@pytest.mark.parametrize("with_output", [False, True])
+def test_batched_kernel_gradients_equal_unrolled(shape, with_output):
+    w, x, ranges, cfg = _kernel_setup(*shape, DEFAULT)
+    if with_output:
+        ranges = ranges.replace(output=jnp.full_like(ranges.input, 3.0))
+    target = x @ w
+
+    def loss(r, c):
+        return jnp.mean((_forward(w, r, x, jax.random.key(0), config=c) - target) ** 2)
+
+    grads = {k: jax.grad(loss)(ranges, cfg.replace(crossbar_kernel=k)) for k in ("unrolled", "batched")}
+    names = ("column", "input", "output") if with_output else ("column", "input")
+    for name in names:
+        gu, gb = (np.asarray(getattr(grads[k], name)) for k in ("unrolled", "batched"))
+        assert np.abs(gu).max() > 0, name
+        np.testing.assert_allclose(gb, gu, rtol=1e-4, atol=1e-4 * np.abs(gu).max(), err_msg=name)
+    if not with_output:
+        assert grads["batched"].output is None
+
+
+def test_batched_kernel_vmaps_over_keys():
+    w, x, ranges, cfg = _kernel_setup(130, 290, 64, 128, DEFAULT)  # 3 x 3 crossbars, both splits uneven
+    keys = jax.random.split(jax.random.key(7), 3)
+    looped = []
+    for kernel in ("unrolled", "batched"):
+        c = cfg.replace(crossbar_kernel=kernel)
+        f = jax.jit(lambda k, c=c: _forward(w, ranges, x, k, config=c))
+        looped.append(np.stack([np.asarray(f(k)) for k in keys]))
+        if kernel == "batched":
+            batched = np.asarray(jax.vmap(f)(keys))
+    _assert_equal_but_rare_adc_flips(batched, looped[1], ranges, cfg)
+    _assert_equal_but_rare_adc_flips(batched, looped[0], ranges, cfg)
+
+
+def test_auto_kernel_is_unrolled_on_cpu():
+    from aimc_jax._tile import resolve_crossbar_kernel
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the CPU choice of 'auto'")
+    assert DEFAULT.crossbar_kernel == "auto"
+    assert resolve_crossbar_kernel(DEFAULT) == "unrolled"
+    assert resolve_crossbar_kernel(DEFAULT.replace(crossbar_kernel="batched")) == "batched"
+    w, x, ranges, cfg = _kernel_setup(1001, 700, 512, 512, DEFAULT)
+    auto = np.asarray(_run(w, ranges, x, cfg, t=HOUR))
+    assert np.array_equal(auto, _kernel_outputs(w, ranges, x, cfg)["unrolled"])
+
+
+def test_crossbar_kernel_is_in_eq_and_hash_not_in_repr():
+    batched = DEFAULT.replace(crossbar_kernel="batched")
+    assert batched != DEFAULT and hash(batched) != hash(DEFAULT)  # jit compiles each kernel
+    assert repr(batched) == repr(DEFAULT)  # results caches key on repr: the kernel does not change results
+
+
 # ---------------------------------------------------------------- DAC / ADC grids
 
 
@@ -230,6 +361,145 @@ def test_output_noise_sigma():
     w = np.zeros((64, 512), np.float32)
     y = _run(w, _unit_ranges(w, cfg), np.zeros((400, 64), np.float32), cfg)
     assert abs(float(np.asarray(y).std()) / 0.04 - 1) < 0.01
+
+
+# ---------------------------------------------------------------- per-chip draws: hash and threefry
+
+_N_DEV = 1024  # a 1024 x 1024 layer: 4 crossbars, 2**20 devices per quantity
+
+
+def _se_mean(v):
+    return v.std() / math.sqrt(v.size)
+
+
+def _se_std(v):
+    """Standard error of the sample std (delta method from the sample's 4th central moment)."""
+    d = v - v.mean()
+    m2, m4 = np.mean(d**2), np.mean(d**4)
+    return math.sqrt(max(m4 - m2 * m2, 0.0) / v.size) / (2 * math.sqrt(m2))
+
+
+def _const_layer_chip(r, config, seed=0):
+    w = np.full((_N_DEV, _N_DEV), r, np.float32)
+    ranges = _unit_ranges(w, config)
+    return w, ranges, aj.program(w, ranges, config, key=jax.random.key(seed))
+
+
+@pytest.mark.parametrize("prng", ["hash", "jax"])
+def test_programmed_conductances_follow_the_formula(prng):
+    cfg = DEFAULT.replace(noise_prng=prng)
+    _, _, chip = _const_layer_chip(1.0, cfg, seed=11)
+    g = np.asarray(chip.g_plus, np.float64).ravel()  # target g_max: sigma_prog ~4.2 % of g_max, no clipping
+    sigma = float(_pcm.prog_sigma(25.0, 25.0))
+    assert g.size == _N_DEV**2 and abs(sigma / 25.0 - 0.042) < 0.001
+    assert abs(g.mean() - 25.0) < 5 * _se_mean(g)
+    assert abs(g.std() - sigma) < 5 * _se_std(g)
+    # the unused device (target 0): max(0, sigma(0) N), a half-normal with an atom at 0
+    gm = np.asarray(chip.g_minus, np.float64).ravel()
+    s0 = float(_pcm.prog_sigma(0.0, 25.0))
+    assert abs(s0 / 25.0 - 0.0105) < 0.001
+    assert abs(gm.mean() - s0 / math.sqrt(2 * math.pi)) < 5 * _se_mean(gm)
+    assert abs(gm.std() - s0 * math.sqrt(0.5 - 1 / (2 * math.pi))) < 5 * _se_std(gm)
+    assert abs(np.mean(gm == 0) - 0.5) < 5 * 0.5 / _N_DEV
+
+
+@pytest.mark.parametrize("prng", ["hash", "jax"])
+@pytest.mark.parametrize(("t", "expected"), [(1.0, 0.037), (DAY, 0.045)])
+def test_read_noise_follows_the_formula(prng, t, expected):
+    cfg = aj.TileConfig(prog_noise_scale=0.0, drift_scale=0.0, noise_prng=prng)
+    _, _, chip = _const_layer_chip(1.0, cfg)
+    state = aj.read(chip, t, cfg, key=jax.random.key(12))
+    rel = np.asarray(state.weights, np.float64).ravel() - 1.0  # (g(t) + noise) / g_max - 1 at g = g_max
+    sigma = float(_pcm.read_noise_q(25.0, 25.0) * _pcm.read_noise_time_factor(t, 20.0, 250e-9))
+    assert abs(sigma - expected) < 0.001
+    assert abs(rel.mean()) < 5 * _se_mean(rel)
+    assert abs(rel.std() - sigma) < 5 * _se_std(rel)
+
+
+def test_hash_and_threefry_chips_agree_statistically():
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, size=(_N_DEV, _N_DEV)).astype(np.float32)  # every conductance level
+    ranges = _unit_ranges(w, DEFAULT)
+    draws = {}
+    for prng in ("hash", "jax"):
+        cfg = DEFAULT.replace(noise_prng=prng)
+        chip = aj.program(w, ranges, cfg, key=jax.random.key(13))
+        state = aj.read(chip, DAY, cfg, key=jax.random.key(14))
+        draws[prng] = {
+            "g_plus": np.asarray(chip.g_plus).ravel(),
+            "nu_plus": np.asarray(chip.nu_plus).ravel(),
+            "nu_minus": np.asarray(chip.nu_minus).ravel(),
+            "weights": np.asarray(state.weights).ravel(),
+        }
+    for name in draws["hash"]:
+        a, b = (draws[p][name].astype(np.float64) for p in ("hash", "jax"))
+        assert not np.array_equal(a, b), name  # two different streams
+        assert abs(a.mean() - b.mean()) < 5 * math.hypot(_se_mean(a), _se_mean(b)), name
+        assert abs(a.std() - b.std()) < 5 * math.hypot(_se_std(a), _se_std(b)), name
+        assert stats.ks_2samp(a, b).pvalue > 1e-3, name
+
+
+@pytest.mark.parametrize("prng", ["hash", "jax"])
+def test_draws_of_different_quantities_are_independent(prng):
+    # constant weights, so each quantity's spread is its own draw alone
+    cfg = DEFAULT.replace(noise_prng=prng)
+    _, _, chip = _const_layer_chip(0.5, cfg, seed=15)
+    # each device's standardised read-noise draw: a small read-noise scale, so that max(0, .) never clips,
+    # and the other device of the pair zeroed
+    scale = 0.01
+    read_cfg = cfg.replace(drift_scale=0.0, drift_compensation=False, read_noise_scale=scale)
+    g_p, g_m = (np.asarray(g, np.float64).ravel() for g in (chip.g_plus, chip.g_minus))
+    zero = jnp.zeros_like(chip.g_plus)
+    plus = aj.read(dataclasses.replace(chip, g_minus=zero), DAY, read_cfg, key=jax.random.key(16))
+    minus = aj.read(dataclasses.replace(chip, g_plus=zero), DAY, read_cfg, key=jax.random.key(16))
+    time_factor = float(_pcm.read_noise_time_factor(DAY, 20.0, 250e-9))
+
+    def standardised(g_final, g_prog):
+        sigma = scale * np.asarray(_pcm.read_noise_q(g_prog, 25.0), np.float64) * time_factor * g_prog
+        return np.where(g_prog > 0, (g_final - g_prog) / np.where(g_prog > 0, sigma, 1.0), 0.0)
+
+    read_p = standardised(np.asarray(plus.weights, np.float64).ravel() * 25.0, g_p)
+    read_m = standardised(-np.asarray(minus.weights, np.float64).ravel() * 25.0, g_m)
+    assert abs(read_p.std() - 1) < 0.01 and abs(read_m[g_m > 0].std() - 1) < 0.01
+    draws = {
+        "prog+": g_p,
+        "prog-": g_m,
+        "nu+": np.asarray(chip.nu_plus, np.float64).ravel(),
+        "nu-": np.asarray(chip.nu_minus, np.float64).ravel(),
+        "read+": read_p,
+        "read-": read_m,
+    }
+    names = list(draws)
+    bound = 5 / _N_DEV  # 5 standard errors of a correlation of 2**20 independent pairs
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert abs(np.corrcoef(draws[a], draws[b])[0, 1]) < bound, (a, b)
+        # neighbouring devices along a column (the block layout's row-major neighbours are along a row)
+        v = draws[a].reshape(_N_DEV, _N_DEV)
+        assert abs(np.corrcoef(v[:-1].ravel(), v[1:].ravel())[0, 1]) < bound, a
+
+
+@pytest.mark.parametrize("prng", ["hash", "jax"])
+def test_program_and_read_vmap_over_keys(prng):
+    cfg = DEFAULT.replace(noise_prng=prng)
+    w, _x, ranges = _default_setup(n_in=300, n_out=200, n_tok=2)
+    keys = jax.random.split(jax.random.key(17), 4)
+
+    def chip_and_state(k):
+        k1, k2 = jax.random.split(k)
+        chip = aj.program(w, ranges, cfg, key=k1)
+        return chip, aj.read(chip, DAY, cfg, key=k2)
+
+    batched = jax.vmap(chip_and_state)(keys)
+    for i, k in enumerate(keys):
+        single = chip_and_state(k)
+        for got, want in zip(jax.tree.leaves(batched), jax.tree.leaves(single), strict=True):
+            # float rounding of the operands' scale where g_t + sigma z (or mu + sigma z) cancels
+            # near 0: a few float32 ulps of the larger of 1 and the leaf's scale
+            scale = max(float(np.abs(np.asarray(want)).max()), 1.0)
+            atol = 4 * float(np.finfo(np.float32).eps) * scale
+            np.testing.assert_allclose(np.asarray(got[i]), np.asarray(want), rtol=1e-6, atol=atol)
+    assert not np.allclose(np.asarray(batched[0].g_plus[0]), np.asarray(batched[0].g_plus[1]))
 
 
 # ---------------------------------------------------------------- keys, jit, vmap
@@ -379,6 +649,8 @@ def test_gradient_is_finite_with_zero_weights():
         ({"noise_prng": "mersenne"}, "noise_prng"),
         ({"noise_prng": None}, "noise_prng"),
         ({"inp_clip": 1}, "inp_clip"),
+        ({"crossbar_kernel": "gpu"}, "crossbar_kernel"),
+        ({"crossbar_kernel": None}, "crossbar_kernel"),
     ],
 )
 def test_config_rejects_invalid_values(changes, match):
