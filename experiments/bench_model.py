@@ -41,10 +41,14 @@ ROBERTA_BASE = dict(
 )
 
 
-def load(name: str):
+def load(name: str, num_labels: int | None = None):
+    """(module, variables): MiniLM's real weights, or the roberta-base-sized encoder with random weights.
+
+    `num_labels` adds a classification head of that size (initialised, not trained); None: no head.
+    """
     if name == "minilm":
-        return from_pretrained(minilm_path())
-    config = EncoderConfig(**ROBERTA_BASE)
+        return from_pretrained(minilm_path(), num_labels=num_labels)
+    config = EncoderConfig(**ROBERTA_BASE, num_labels=num_labels)
     module = Encoder(config)
     shapes = jax.eval_shape(module.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 8), jnp.int32))
     rng = np.random.default_rng(0)
