@@ -48,7 +48,15 @@ import aimc_jax as aj
 from aimc_jax import pt
 from aimc_jax.data import task_spec
 from aimc_jax.models import Encoder
-from aimc_jax.training import HWAConfig, add_input_ranges, clip_weights, hwa_dense_factory, range_optimizer, task_loss
+from aimc_jax.training import (
+    HWAConfig,
+    add_input_ranges,
+    clip_weights,
+    hwa_dense_factory,
+    make_train_step,
+    range_optimizer,
+    task_loss,
+)
 
 T = 3600.0  # drift time of every analog program, seconds
 TASK = "SST-2"
@@ -146,30 +154,8 @@ def adamw(learning_rate: float) -> optax.GradientTransformation:
 
 
 def train_step(module, variables, tx, project=None):
-    """`training.finetune`'s step (a closure inside `finetune`, not reachable): forward with dropout and the
-    'hwa' rng, sown losses added, backward, update, optional projection of the parameters."""
-    spec = task_spec(TASK)
-
-    def step(params, opt_state, batch, key):
-        def loss_fn(p):
-            out, sown = module.apply(
-                {**variables, "params": p},
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["token_type_ids"],
-                deterministic=False,
-                rngs={"dropout": key, "hwa": jax.random.fold_in(key, 1)},
-                mutable=["losses"],
-            )
-            aux = sum((jnp.sum(x) for x in jax.tree.leaves(sown)), jnp.float32(0.0))
-            return task_loss(spec, out, batch["labels"], batch["weight"]) + aux
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params if project is None else project(params)), opt_state, loss
-
-    return step
+    """`training.finetune`'s step (`training.make_train_step`) on the SST-2 loss."""
+    return make_train_step(module, variables, task_spec(TASK), tx, project)
 
 
 def float_program(module, variables):

@@ -1,6 +1,6 @@
 """Training: floating-point and hardware-aware (HWA) fine-tuning on GLUE tasks, resumable and cached."""
 
-from aimc_jax.training._finetune import FinetuneConfig, finetune, load_finetuned, task_loss
+from aimc_jax.training._finetune import FinetuneConfig, finetune, load_finetuned, make_train_step, task_loss
 from aimc_jax.training._glue_models import GlueModel, glue_model, hwa_glue_model, hwa_recipe, recipe
 from aimc_jax.training._hwa import (
     HWAConfig,
@@ -27,6 +27,7 @@ __all__ = [
     "hwa_recipe",
     "load_finetuned",
     "log_space",
+    "make_train_step",
     "range_optimizer",
     "recipe",
     "split_hwa_variables",

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from aimc_jax._cache import atomic_write
 from aimc_jax.data import Encoded, TaskSpec, make_batches, task_spec
 
-__all__ = ["FinetuneConfig", "finetune", "load_finetuned", "task_loss"]
+__all__ = ["FinetuneConfig", "finetune", "load_finetuned", "make_train_step", "task_loss"]
 
 log = logging.getLogger("aimc_jax")
 
@@ -138,6 +138,37 @@ def finished(checkpoint_dir) -> bool:
     return json.loads((d / "info.json").read_text()).get("status") == "done"
 
 
+def make_train_step(module, variables, spec: TaskSpec, tx: optax.GradientTransformation, project=None):
+    """`step(params, opt_state, batch, key) -> (params, opt_state, loss)`: the fine-tuning step of `finetune`.
+
+    Forward with dropout (and an 'hwa' rng for HWA layers, `fold_in(key, 1)`), the
+    task loss plus every sown loss (HWA's range decay), backward, the optax
+    update, then `project(params)` if given (HWA's weight clipping). Not jitted:
+    wrap it in `jax.jit`.
+    """
+
+    def step(params, opt_state, batch, key):
+        def loss_fn(p):
+            out, sown = module.apply(
+                {**variables, "params": p},
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["token_type_ids"],
+                deterministic=False,
+                rngs={"dropout": key, "hwa": jax.random.fold_in(key, 1)},
+                mutable=["losses"],
+            )
+            aux = sum((jnp.sum(x) for x in jax.tree.leaves(sown)), jnp.float32(0.0))
+            return task_loss(spec, out, batch["labels"], batch["weight"]) + aux
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params if project is None else project(params)), opt_state, loss
+
+    return step
+
+
 def finetune(
     module,
     variables,
@@ -204,25 +235,7 @@ def finetune(
         log.info("resuming fine-tuning at step %d/%d from %s", step, total, d)
     dropout_key = jax.random.key(config.seed)
 
-    @jax.jit
-    def train_step(params, opt_state, batch, key):
-        def loss_fn(p):
-            out, sown = module.apply(
-                {**variables, "params": p},
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["token_type_ids"],
-                deterministic=False,
-                rngs={"dropout": key, "hwa": jax.random.fold_in(key, 1)},
-                mutable=["losses"],
-            )
-            aux = sum((jnp.sum(x) for x in jax.tree.leaves(sown)), jnp.float32(0.0))
-            return task_loss(spec, out, batch["labels"], batch["weight"]) + aux
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params if project is None else project(params)), opt_state, loss
+    train_step = jax.jit(make_train_step(module, variables, spec, tx, project))
 
     def save(status: str):
         if d is None:
