@@ -12,7 +12,7 @@ from aimc_jax._parallel import chip_mesh, default_strategy, map_chips, shard_bat
 from aimc_jax._quant import fake_quantize
 from aimc_jax._ranges import Ranges, init_ranges
 from aimc_jax._rng import NOISE_VERSION
-from aimc_jax._tile import ProgrammedTile, TileState, mvm, program, read
+from aimc_jax._tile import ProgrammedTile, TileState, fresh_state, mvm, program, read
 from aimc_jax.models._analog import (
     AnalogDense,
     LayerConfigs,
@@ -21,6 +21,7 @@ from aimc_jax.models._analog import (
     analog_layers,
     collect_layer_inputs,
     count_tiles,
+    fresh_chip,
     init_model_ranges,
     program_model,
     read_model,
@@ -47,6 +48,8 @@ __all__ = [
     "default_strategy",
     "enable_compilation_cache",
     "fake_quantize",
+    "fresh_chip",
+    "fresh_state",
     "init_model_ranges",
     "init_ranges",
     "map_chips",

@@ -85,6 +85,21 @@ def test_program_read_apply_equals_analog_forward(tiny):
     np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=0, atol=1e-6)
 
 
+def test_fresh_chip_equals_program_then_read_model(tiny):
+    _, variables, *_ = tiny
+    ranges = aj.init_model_ranges(variables, DEFAULT)
+    key = jax.random.key(4)
+    k1, k2 = jax.random.split(key)
+    plain = aj.read_model(aj.program_model(variables, ranges, DEFAULT, key=k1), 3600.0, DEFAULT, key=k2)
+    fused = aj.fresh_chip(variables, ranges, DEFAULT, 3600.0, key=key)
+    assert set(fused) == set(plain)
+    for name in plain:
+        np.testing.assert_allclose(np.asarray(fused[name].weights), np.asarray(plain[name].weights), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(fused[name].alpha), np.asarray(plain[name].alpha), rtol=1e-6)
+    with pytest.raises(ValueError, match="inference time"):
+        aj.fresh_chip(variables, ranges, DEFAULT, -1.0, key=key)
+
+
 def test_grouped_programming_equals_per_layer(tiny):
     _, variables, *_ = tiny
     ranges = aj.init_model_ranges(variables, DEFAULT)

@@ -633,6 +633,83 @@ def test_gradient_is_finite_with_zero_weights():
     assert all(np.all(np.isfinite(np.asarray(g))) for g in jax.tree.leaves(grads))
 
 
+_FRESH_CONFIGS = {
+    "default": DEFAULT,
+    "no-compensation": aj.TileConfig(drift_compensation=False),
+    "jax-prng": aj.TileConfig(noise_prng="jax"),
+    "strong-noise": aj.TileConfig(prog_noise_scale=3.0, read_noise_scale=3.0, drift_scale=2.0),
+    "no-drift": aj.TileConfig(drift_scale=0.0),
+    "read-noise-only": aj.TileConfig(prog_noise_scale=0.0, drift_scale=0.0),
+}
+
+
+def _fresh_setup(shape=(300, 700), seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=shape).astype(np.float32) * 0.05
+    w[rng.random(shape) < 0.05] = 0.0  # exact zeros: both devices at target 0
+    ranges = aj.init_ranges(w, DEFAULT)
+    return jnp.asarray(w), ranges.replace(column=ranges.column * 0.6)  # some weights clip
+
+
+@pytest.mark.parametrize("name", list(_FRESH_CONFIGS))
+@pytest.mark.parametrize("t", [0.0, DAY])
+def test_fresh_state_equals_program_then_read_with_the_same_gradient(name, t):
+    cfg = _FRESH_CONFIGS[name]
+    w, ranges = _fresh_setup()
+    k1, k2 = jax.random.split(jax.random.key(5))
+    plain = aj.read(aj.program(w, ranges, cfg, key=k1), t, cfg, key=k2)
+    fused = aj.fresh_state(w, ranges, t, cfg, key_program=k1, key_read=k2)
+    np.testing.assert_allclose(np.asarray(fused.weights), np.asarray(plain.weights), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(fused.alpha), np.asarray(plain.alpha), rtol=1e-6)
+    cot = jnp.asarray(np.random.default_rng(1).normal(size=plain.weights.shape).astype(np.float32))
+
+    def loss(state_of):  # gradients w.r.t. the column ranges and the weights
+        return lambda col, ww: jnp.sum(cot * state_of(ww, ranges.replace(column=col)).weights)
+
+    plain_of = lambda ww, r: aj.read(aj.program(ww, r, cfg, key=k1), t, cfg, key=k2)  # noqa: E731
+    fused_of = lambda ww, r: aj.fresh_state(ww, r, t, cfg, key_program=k1, key_read=k2)  # noqa: E731
+    g_plain = jax.grad(loss(plain_of), argnums=(0, 1))(ranges.column, w)
+    g_fused = jax.grad(loss(fused_of), argnums=(0, 1))(ranges.column, w)
+    for a, b in zip(g_fused, g_plain, strict=True):  # equal but on kinks (clip edges of nu's statistics)
+        a, b = np.asarray(a), np.asarray(b)
+        assert np.abs(b).max() > 0
+        off = ~np.isclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
+        assert off.sum() <= max(1, 1e-4 * b.size), (off.sum(), b.size)
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=1e-3 * np.abs(b).max())
+
+
+def test_fresh_state_gradient_through_mvm_and_vmap():
+    w, ranges = _fresh_setup((200, 96))
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(16, 200)).astype(np.float32))
+    keys = jax.random.split(jax.random.key(9), 3)
+
+    def loss(r, key, fused):
+        k1, k2, k3 = jax.random.split(key, 3)
+        if fused:
+            state = aj.fresh_state(w, r, HOUR, DEFAULT, key_program=k1, key_read=k2)
+        else:
+            state = aj.read(aj.program(w, r, DEFAULT, key=k1), HOUR, DEFAULT, key=k2)
+        return jnp.mean((aj.mvm(state, r, x, DEFAULT, key=k3) - x @ w) ** 2)
+
+    fused = jax.vmap(jax.grad(lambda k, r: loss(r, k, True), argnums=1), in_axes=(0, None))(keys, ranges)
+    for i, key in enumerate(keys):
+        plain = jax.grad(loss)(ranges, key, False)
+        for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(plain), strict=True):
+            b = np.asarray(b)
+            np.testing.assert_allclose(np.asarray(a)[i], b, rtol=2e-3, atol=1e-3 * np.abs(b).max())
+
+
+def test_fresh_state_rejects_bad_input():
+    w, ranges = _fresh_setup((64, 32))
+    key = jax.random.key(0)
+    with pytest.raises(TypeError, match="PRNG key"):
+        aj.fresh_state(w, ranges, 1.0, DEFAULT, key_program=None, key_read=key)
+    with pytest.raises(ValueError, match="inference time"):
+        aj.fresh_state(w, ranges, -1.0, DEFAULT, key_program=key, key_read=key)
+    with pytest.raises(ValueError, match="2-D"):
+        aj.fresh_state(w[0], ranges, 1.0, DEFAULT, key_program=key, key_read=key)
+
+
 # ---------------------------------------------------------------- bad input
 
 

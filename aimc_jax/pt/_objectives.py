@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aimc_jax._config import TileConfig
-from aimc_jax._tile import mvm, program, read
+from aimc_jax._tile import fresh_state, mvm
 from aimc_jax.data import task_spec
 from aimc_jax.models._analog import ConfigLike, _layer_key, analog_forward, analog_layers
 from aimc_jax.training import task_loss
@@ -172,7 +172,7 @@ class _Layerwise:
                 continue
             x, w = batch[name], weights[name]
             k1, k2, k3 = jax.random.split(_layer_key(k, name), 3)
-            state = read(program(w, ranges[name], cfg, key=k1), tt, cfg, key=k2)
+            state = fresh_state(w, ranges[name], tt, cfg, key_program=k1, key_read=k2)
             y = mvm(state, ranges[name], x, cfg, key=k3)
             ref = x @ w
             total = total + jnp.mean((y - ref) ** 2) / jnp.maximum(jnp.mean(ref**2), 1e-12)
