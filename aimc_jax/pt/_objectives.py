@@ -30,7 +30,7 @@ import numpy as np
 from aimc_jax._config import TileConfig
 from aimc_jax._tile import fresh_state, mvm
 from aimc_jax.data import task_spec
-from aimc_jax.models._analog import ConfigLike, _layer_key, analog_forward, analog_layers
+from aimc_jax.models._analog import ConfigLike, _layer_keys, analog_forward, analog_layers
 from aimc_jax.training import task_loss
 
 __all__ = [
@@ -167,11 +167,12 @@ class _Layerwise:
         k_t, k = jax.random.split(key)
         tt = draw_time(self.t, k_t)
         total = jnp.float32(0.0)
+        keys = _layer_keys(k, [name for name, _ in self.layers if name in batch])
         for name, cfg in self.layers:
             if name not in batch:
                 continue
             x, w = batch[name], weights[name]
-            k1, k2, k3 = jax.random.split(_layer_key(k, name), 3)
+            k1, k2, k3 = jax.random.split(keys[name], 3)
             state = fresh_state(w, ranges[name], tt, cfg, key_program=k1, key_read=k2)
             y = mvm(state, ranges[name], x, cfg, key=k3)
             ref = x @ w
