@@ -387,8 +387,9 @@ NOTES = """\
 - Breakdown: program+read = `fresh_chip(..., 3600 s)` (what `analog_forward` and so the PT step use); analog
   forward = `analog_apply` on a read-out state; forward+backward = `value_and_grad` of the SST-2 loss of
   `analog_forward` w.r.t. the whole ranges dict (programming included), jitted on its own; PT step - program+read
-  - analog forward = what the backward pass and the optax update cost inside the step. The standalone forward+backward measures slower than the whole PT step
-  (not investigated: a different program around the same loss; the PT step is the figure that counts).
+  - analog forward = what the backward pass and the optax update cost inside the step. The standalone
+  forward+backward measures slower than the whole PT step (not investigated: a different program around the same
+  loss; the PT step is the figure that counts).
 - Float and HWA steps are `training.make_train_step` (`training.finetune`'s step) built with the public pieces:
   dropout on, AdamW (weight decay 0.01, not on biases/LayerNorm) at a constant rate instead of the warm-up/decay
   schedule; HWA: `Encoder(config, dense=hwa_dense_factory(HWAConfig(mode),
