@@ -113,6 +113,11 @@ class TileConfig:
             _check_non_negative(name, getattr(self, name))
         for name in ("g_max", "t0", "t_read"):
             _check_positive(name, getattr(self, name))
+        if self.t_read > self.t0:  # read noise's sqrt(ln((t + t0 + t_read) / (2 t_read))) needs t0 >= t_read
+            raise ValueError(
+                f"TileConfig.t_read ({self.t_read!r} s) must not exceed t0 ({self.t0!r} s): the 1/f read-noise "
+                "factor sqrt(ln((t + t0 + t_read) / (2 t_read))) is undefined at t = 0 otherwise"
+            )
         if not isinstance(self.inp_clip, bool):
             raise ValueError(f"TileConfig.inp_clip must be a bool, got {self.inp_clip!r}")
         if not isinstance(self.drift_compensation, bool):

@@ -401,6 +401,7 @@ def mvm(state: TileState, ranges: Ranges, x, config: TileConfig, *, key):
     x = jnp.asarray(x)
     if x.ndim < 1 or x.shape[-1] != layout.in_features:
         raise ValueError(f"mvm: x has shape {x.shape}, its last axis must be the layer's {layout.in_features} inputs")
+    check_finite(x, "mvm: x")
     check_ranges(ranges, layout, "mvm")
     _check_same_column(ranges.column, state.column)
     out_bound = config.out_bound if ranges.output is None else ranges.output

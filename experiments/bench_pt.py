@@ -62,6 +62,7 @@ T = 3600.0  # drift time of every analog program, seconds
 TASK = "SST-2"
 PT_LR = 0.05
 MEMORY_PT_STEPS = 3
+REMAT: set[str] = set()  # models whose PT objective runs with remat=True (--remat)
 CHIPS = 8
 RANGE_PARAM = "input_range"  # the name HWADense gives its learnable DAC range (aimc_jax.training._hwa)
 COMPILE_KINDS = ("compile-analog-forward", "compile-pt-step", "compile-float-forward", "compile-float-step")
@@ -185,9 +186,9 @@ def hwa_program(module, variables, ranges, cfg, mode: str):
     return train_step(hwa_module, variables, tx, project), (params, tx.init(params))
 
 
-def pt_step_program(module, variables, cfg, ranges):
+def pt_step_program(module, variables, cfg, ranges, remat: bool = False):
     """(PT step, its arguments but the batch and key): `optimize_ranges`' jitted step, mirrored."""
-    objective = pt.task_objective(module, variables, cfg, TASK, t=T)
+    objective = pt.task_objective(module, variables, cfg, TASK, t=T, remat=remat)
     theta = pt.split_ranges(ranges, ("column", "input"), tuple(ranges))
     optimizer = optax.adam(PT_LR)
 
@@ -204,14 +205,14 @@ def pt_step_program(module, variables, cfg, ranges):
     return step, (theta, optimizer.init(theta), ranges, objective.frozen)
 
 
-def run_pt(module, variables, cfg, ranges, batch, steps: int) -> tuple[float, float]:
+def run_pt(module, variables, cfg, ranges, batch, steps: int, remat: bool = False) -> tuple[float, float]:
     """(first step s, median later step s) of `optimize_ranges`, from its callback's timestamps.
 
     A new `optax.adam(...)` object per call: `optimize_ranges` compiles its step once per transformation
     object, so the first step includes the compile every time.
     """
     stamps = []
-    objective = pt.task_objective(module, variables, cfg, TASK, t=T)
+    objective = pt.task_objective(module, variables, cfg, TASK, t=T, remat=remat)
     start = time.perf_counter()
     pt.optimize_ranges(
         objective,
@@ -244,7 +245,7 @@ def child(kind: str, args) -> dict:
             fn = lambda v, r, i, m, ty, k: aj.analog_forward(module, v, r, i, m, cfg, t=T, key=k, token_type_ids=ty)  # noqa: E731
             fn_args = (variables, ranges, ids, mask, types, key)
         elif kind == "compile-pt-step":
-            fn, fixed = pt_step_program(module, variables, cfg, ranges)
+            fn, fixed = pt_step_program(module, variables, cfg, ranges, args.models in args.remat)
             fn_args = (*fixed, batch, key)
         elif kind == "compile-float-forward":
             fn = lambda v, i, m, ty: module.apply(v, i, m, ty)  # noqa: E731
@@ -266,7 +267,7 @@ def child(kind: str, args) -> dict:
         jax.block_until_ready(aj.map_chips(chip, jax.random.split(key, CHIPS), strategy="loop"))
         out = {"value": peak_gib()}
     elif kind == "memory-pt":
-        run_pt(module, variables, cfg, ranges, batch, MEMORY_PT_STEPS)
+        run_pt(module, variables, cfg, ranges, batch, MEMORY_PT_STEPS, args.models in args.remat)
         out = {"value": peak_gib()}
     else:
         raise ValueError(f"unknown --child {kind!r}")
@@ -278,6 +279,7 @@ def run_child(kind: str, name: str, shape: str) -> dict | str:
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--models", name, "--shapes", shape]
+    cmd += ["--remat", ",".join(REMAT)]
     log(f"{name} {shape}: fresh process for {kind}")
     start = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
@@ -296,8 +298,13 @@ def bench(name: str, shape: str, args) -> dict:
     key = jax.random.key(1)
     log(f"{name} {shape}: loaded; PT through optimize_ranges, {args.steps} steps")
     out = {}
-    out["pt_first"], out["pt"] = run_pt(module, variables, cfg, ranges, batch, args.steps)
-    log(f"{name} {shape}: PT first step {out['pt_first']:.1f} s, later steps {out['pt']:.3f} s")
+    try:
+        out["pt_first"], out["pt"] = run_pt(module, variables, cfg, ranges, batch, args.steps, name in args.remat)
+    except jax.errors.JaxRuntimeError as e:  # e.g. RESOURCE_EXHAUSTED: keep the other figures
+        log(f"{name} {shape}: PT failed: {str(e).splitlines()[0][:200]}")
+        out["pt_first"] = out["pt"] = "failed: " + ("out of memory" if "RESOURCE_EXHAUSTED" in str(e) else "error")
+    if isinstance(out["pt"], float):
+        log(f"{name} {shape}: PT first step {out['pt_first']:.1f} s, later steps {out['pt']:.3f} s")
 
     spec = task_spec(TASK)
 
@@ -416,7 +423,8 @@ def header(args) -> list[str]:
         f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, jax {jax.__version__}, backend "
         f"{jax.default_backend()} ({len(jax.devices())} x {dev.device_kind})",
         f"- settings: default `TileConfig`, drift time {T:.0f} s, {TASK} loss, PT Adam {PT_LR} on log ranges "
-        f"(column + input), {args.steps} PT steps, {args.repeats} interleaved rounds",
+        f"(column + input), {args.steps} PT steps, {args.repeats} interleaved rounds; PT objective with "
+        f"`remat=True` (layers recomputed in the backward pass) for: {', '.join(sorted(args.remat)) or 'none'}",
     ]
 
 
@@ -429,8 +437,15 @@ def main():
     parser.add_argument("--out", default="experiments/results/bench_pt.md")
     parser.add_argument("--skip-compile", action="store_true", help="no cold-cache compile times")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory subprocesses")
+    parser.add_argument(
+        "--remat",
+        default="roberta-base",
+        help="models whose PT objective recomputes layers (remat=True), comma-separated",
+    )
     parser.add_argument("--child", choices=COMPILE_KINDS + MEMORY_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.remat = {m.strip() for m in args.remat.split(",") if m.strip()}
+    REMAT.update(args.remat)
     if args.child:
         print(json.dumps(child(args.child, args)), flush=True)
         return

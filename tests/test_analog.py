@@ -100,6 +100,22 @@ def test_fresh_chip_equals_program_then_read_model(tiny):
         aj.fresh_chip(variables, ranges, DEFAULT, -1.0, key=key)
 
 
+def test_big_groups_loop_over_layers_with_the_same_result(tiny_bert, monkeypatch):
+    from aimc_jax.models import _analog
+
+    _, variables, *_ = tiny_bert
+    ranges = aj.init_model_ranges(variables, DEFAULT)
+    key = jax.random.key(6)
+    vmapped = aj.fresh_chip(variables, ranges, DEFAULT, 3600.0, key=key)
+    chip = aj.program_model(variables, ranges, DEFAULT, key=key)
+    monkeypatch.setattr(_analog, "GROUP_ELEMENTS", 1)  # every group loops (lax.map)
+    looped = aj.fresh_chip(variables, ranges, DEFAULT, 3600.0, key=key)
+    chip_looped = aj.program_model(variables, ranges, DEFAULT, key=key)
+    for name in vmapped:
+        np.testing.assert_allclose(np.asarray(looped[name].weights), np.asarray(vmapped[name].weights), atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(chip_looped[name].g_plus), np.asarray(chip[name].g_plus))
+
+
 def test_grouped_programming_equals_per_layer(tiny):
     _, variables, *_ = tiny
     ranges = aj.init_model_ranges(variables, DEFAULT)

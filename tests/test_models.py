@@ -62,6 +62,31 @@ def test_missing_head_is_initialised_seeded_and_reported(tmp_path, caplog):
     assert ka.shape == (32, 4) and np.array_equal(ka, kb) and not np.array_equal(ka, kc)
 
 
+def test_unused_checkpoint_weights_are_reported_and_strict_refuses(tmp_path, caplog):
+    tiny_hf_model("bert", 2).save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["num_hidden_layers"] = 1  # the weights have 2 layers
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with caplog.at_level("WARNING", logger="aimc_jax"):
+        module, _ = from_pretrained(tmp_path)
+    assert module.config.num_hidden_layers == 1
+    assert (
+        "not used by this config" in caplog.text and "bert.encoder.layer.1.attention.self.query.weight" in caplog.text
+    )
+    with pytest.raises(ValueError, match=r"weights of .* are not used by this config.*strict=True"):
+        from_pretrained(tmp_path, strict=True)
+    cfg["num_hidden_layers"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="aimc_jax"):
+        from_pretrained(tmp_path, strict=True)  # every weight used: no error, no warning
+    assert "not used" not in caplog.text
+    headless = tmp_path / "headless"
+    tiny_hf_model("bert", None).save_pretrained(headless)
+    with pytest.raises(ValueError, match=r"no head weights.*strict=True"):
+        from_pretrained(headless, num_labels=3, strict=True)
+
+
 @pytest.mark.integration
 def test_real_minilm_hidden_states_match_transformers():
     from transformers import AutoTokenizer, BertModel

@@ -223,7 +223,7 @@ def load_glue(task: str | TaskSpec, split: str = "dev", glue_dir_: str | os.Path
     text_b = [r[col[spec.text[1]]] for r in rows] if len(spec.text) > 1 else None
     raw = [r[col[spec.label]] for r in rows]
     if spec.is_regression:
-        labels = np.array([float(v) for v in raw], np.float32)
+        labels = _scores(raw, path)
     else:
         index = {v: i for i, v in enumerate(spec.labels)}
         bad = sorted({v for v in raw if v not in index})
@@ -231,6 +231,19 @@ def load_glue(task: str | TaskSpec, split: str = "dev", glue_dir_: str | os.Path
             raise ValueError(f"{path}: labels {bad[:5]} not in {spec.labels}")
         labels = np.array([index[v] for v in raw], np.int32)
     return GlueSplit(task=spec, split=split, text_a=text_a, text_b=text_b, labels=labels)
+
+
+def _scores(raw: list[str], path) -> np.ndarray:
+    """Regression labels as float32; ValueError naming the file and row for a non-numeric or non-finite one."""
+    out = np.empty(len(raw), np.float32)
+    for i, v in enumerate(raw):
+        try:
+            out[i] = float(v)
+        except ValueError:
+            raise ValueError(f"{path}: row {i + 1} has the score {v!r}, not a number") from None
+        if not np.isfinite(out[i]):
+            raise ValueError(f"{path}: row {i + 1} has the score {v!r}, not a finite number")
+    return out
 
 
 def task_splits(

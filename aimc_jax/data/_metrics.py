@@ -43,6 +43,13 @@ def compute_metrics(task: str | TaskSpec, outputs, labels) -> dict[str, float]:
       {metric name: float}, headline metric first.
     """
     spec = task_spec(task)
+    bad = ~np.isfinite(np.asarray(outputs, np.float64))
+    if bad.any():
+        rows = int(bad.reshape(len(bad), -1).any(axis=1).sum()) if bad.ndim else 1
+        raise ValueError(
+            f"{spec.name}: {rows} of {len(bad) if bad.ndim else 1} rows of model outputs are NaN or inf; "
+            "nothing to score (out-of-range token ids, or non-finite weights or ranges upstream?)"
+        )
     pred, labels = predictions(spec, outputs), np.asarray(labels)
     if len(pred) != len(labels):
         raise ValueError(f"{spec.name}: {len(pred)} predictions for {len(labels)} labels")

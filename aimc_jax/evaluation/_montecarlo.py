@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from aimc_jax._parallel import STRATEGIES, default_strategy, stack_trees
 from aimc_jax.data import GlueSplit, compute_metrics, unbatch
 from aimc_jax.models._analog import ConfigLike, analog_apply, program_model, read_model
+from aimc_jax.models._encoder import _check_ids
 
 __all__ = ["MCResult", "evaluate_analog", "evaluate_float", "model_outputs", "seed_keys"]
 
@@ -48,8 +49,24 @@ def _float_fn(module):
     return run
 
 
+def check_token_ids(module, batches) -> None:
+    """ValueError when a batch holds token ids (or token types) outside the model's tables.
+
+    The jitted evaluators cannot check inside jit; an out-of-range id gives a NaN row.
+    Modules without an `EncoderConfig` (`module.config.vocab_size`) are not checked.
+    """
+    cfg = getattr(module, "config", None)
+    if not hasattr(cfg, "vocab_size"):
+        return
+    for b in batches:
+        _check_ids(b["input_ids"], cfg.vocab_size, "input_ids", "vocab_size")
+        if b.get("token_type_ids") is not None:
+            _check_ids(b["token_type_ids"], cfg.type_vocab_size, "token_type_ids", "type_vocab_size")
+
+
 def model_outputs(module, variables, batches, n: int) -> np.ndarray:
     """Float model outputs for every example, in example order (batches from `make_batches`)."""
+    check_token_ids(module, batches)
     run = _float_fn(module)
     return unbatch(batches, [np.asarray(run(variables, _inputs(b))) for b in batches], n)
 
@@ -212,6 +229,7 @@ def evaluate_analog(
         raise ValueError("need at least one seed and one drift time")
     if any(not np.isfinite(t) or t <= 0 for t in times):
         raise ValueError(f"drift times must be positive seconds, got {times}")
+    check_token_ids(module, batches)
     if not batches:
         raise ValueError("no batches to evaluate")
     program, read, apply, apply_many, read_many = _analog_fns(module, config)

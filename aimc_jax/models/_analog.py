@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
+import math
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
@@ -202,11 +203,20 @@ def init_model_ranges(variables, config: ConfigLike, *, calibration: Mapping | N
     return {name: init_ranges(w, cfg, inputs=calibration.get(name)) for name, (w, cfg) in layers.items()}
 
 
+# Largest group of same-shape layers programmed in one vmapped call (weights): a chip's
+# programming and read-out hold ~6 weight-sized intermediates, so vmapping roberta-base's
+# 28 M-weight groups needed 5 GiB; bigger groups loop over their layers (`lax.map`:
+# roberta-base's PT step at 32 x 128 7.1 -> 3.6 GiB of XLA temporaries, its chip
+# 6.8 -> 3.4 s on 2 CPU cores). MiniLM's groups (3.7 M) stay vmapped.
+GROUP_ELEMENTS = 2**23
+
+
 def _grouped_map(fn, items: Mapping[str, tuple], configs: Mapping[str, TileConfig], shape_key) -> dict:
     """out[name] = fn(*items[name][:-1], configs[name], key=items[name][-1]) for every name.
 
     Items that share a config and `shape_key` (Q, K, V, ... of every encoder layer)
-    are stacked and vmapped, so a model compiles a handful of programs instead of
+    are stacked and vmapped (looped with `lax.map` when a group exceeds
+    `GROUP_ELEMENTS` weights), so a model compiles a handful of programs instead of
     one per layer; per-layer keys keep the result equal to a loop over layers.
     """
     groups: dict[Any, list[str]] = {}
@@ -222,7 +232,12 @@ def _grouped_map(fn, items: Mapping[str, tuple], configs: Mapping[str, TileConfi
         if len(names) == 1:
             out[names[0]] = call(*items[names[0]])
             continue
-        stacked = jax.vmap(call)(*(stack_trees(arg) for arg in zip(*(items[n] for n in names), strict=True)))
+        args = tuple(stack_trees(arg) for arg in zip(*(items[n] for n in names), strict=True))
+        per_layer = max(math.prod(np.shape(leaf)) for leaf in jax.tree.leaves(items[names[0]]))
+        if per_layer * len(names) <= GROUP_ELEMENTS:
+            stacked = jax.vmap(call)(*args)
+        else:  # a loop over the layers: the chain's intermediates exist for one layer at a time
+            stacked = jax.lax.map(lambda a: call(*a), args)
         for i, name in enumerate(names):
             out[name] = jax.tree.map(lambda a, i=i: a[i], stacked)
     return out

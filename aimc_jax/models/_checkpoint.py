@@ -92,6 +92,10 @@ def load_state_dict(directory) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, np.float32) for k, v in state.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
+# non-parameter buffers a checkpoint may carry
+_BUFFERS = ("position_ids", "token_type_ids")
+
+
 def _flax_path(torch_key: str) -> tuple[tuple[str, ...], bool] | None:
     """transformers name -> (Flax param path, transpose?) or None when not ours."""
     parts = torch_key.split(".")
@@ -118,7 +122,7 @@ def _flax_path(torch_key: str) -> tuple[tuple[str, ...], bool] | None:
     return None
 
 
-def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 0, dense=None):
+def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 0, dense=None, strict: bool = False):
     """Load a BERT/RoBERTa checkpoint as a Flax `Encoder` and its variables.
 
     Args:
@@ -128,6 +132,9 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
         returns the last hidden states).
       seed: seeds the initialisation of a head missing from the checkpoint.
       dense: optional dense-layer factory for the module (see `Encoder.dense`).
+      strict: raise instead of warning when checkpoint weights go unused (e.g. a
+        config with fewer layers than the weights, a pretraining head, the pooler of a
+        model loaded without a head) or head weights had to be initialised.
 
     Returns:
       (module, variables): `module.apply(variables, input_ids, attention_mask)`.
@@ -135,7 +142,7 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
     Raises:
       FileNotFoundError: missing directory, config.json or weight file.
       ValueError: unsupported architecture, weights missing from or mis-shaped
-        against the config.
+        against the config; with `strict`, unused or initialised weights.
     """
     directory = _resolve(path_or_name)
     config_file = directory / "config.json"
@@ -143,11 +150,14 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
         raise FileNotFoundError(f"no config.json in {directory}")
     hf = json.loads(config_file.read_text())
     state = load_state_dict(directory)
-    mapped = {}
+    mapped, source, unmapped = {}, {}, []
     for key, value in state.items():
         target = _flax_path(key)
         if target is not None:
             mapped[target[0]] = value.T if target[1] else value
+            source[target[0]] = key
+        elif not key.endswith(_BUFFERS):
+            unmapped.append(key)
     has_head = any(p[0] == "classifier" for p in mapped)
     if num_labels is None and has_head:
         num_labels = len(hf.get("id2label") or {}) or hf.get("num_labels") or 2
@@ -174,6 +184,16 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
         params[path] = jnp.asarray(value, jnp.float32)
     if missing:
         raise ValueError(f"checkpoint {directory} lacks {len(missing)} encoder weights, e.g. {missing[:4]}")
+    unused = sorted(unmapped + [source[p] for p in mapped if p not in shapes])
+    if unused:
+        text = f"{len(unused)} weights of {directory} are not used by this config: {', '.join(unused[:8])}"
+        if strict:
+            raise ValueError(f"{text}{' ...' if len(unused) > 8 else ''} (strict=True)")
+        log.warning("aimc_jax: %s%s", text, " ..." if len(unused) > 8 else "")
+    if initialised and strict:
+        raise ValueError(
+            f"{directory} has no head weights {initialised[:4]} (strict=True; pass strict=False to initialise)"
+        )
     if initialised:
         log.warning(
             "aimc_jax: initialised %d head weights missing from %s (seed %d): %s",

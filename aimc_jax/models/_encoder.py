@@ -17,7 +17,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from aimc_jax._checks import is_concrete
 from aimc_jax.models._analog import AnalogDense
 from aimc_jax.models._config import EncoderConfig
 
@@ -236,6 +238,8 @@ class Encoder(nn.Module):
             attention_mask = jnp.ones(input_ids.shape, jnp.int32)
         if token_type_ids is None:
             token_type_ids = jnp.zeros(input_ids.shape, jnp.int32)
+        _check_ids(input_ids, cfg.vocab_size, "input_ids", "vocab_size")
+        _check_ids(token_type_ids, cfg.type_vocab_size, "token_type_ids", "type_vocab_size")
         dense = self._dense()
         mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
         h = _Embeddings(cfg, name="embeddings")(input_ids, token_type_ids, deterministic)
@@ -261,3 +265,16 @@ def scan_variables(tree, num_layers: int, *, prefix: str = "encoder"):
     layers = [inner.pop(f"layer_{i}") for i in range(num_layers)]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
     return {**tree, prefix: {**inner, SCAN_NAME: stacked}}
+
+
+def _check_ids(ids, size: int, what: str, field: str) -> None:
+    """ValueError for concrete ids outside [0, size): an embedding lookup would give NaN rows (or wrap -1)."""
+    if not is_concrete(ids):
+        return
+    a = np.asarray(ids)
+    bad = (a < 0) | (a >= size)
+    if bad.any():
+        raise ValueError(
+            f"{what}: {int(bad.sum())} ids outside [0, {size}) (the config's {field}), e.g. {a[bad][:5].tolist()}; "
+            "is the tokenizer the model's own?"
+        )

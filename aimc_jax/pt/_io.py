@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from aimc_jax._cache import atomic_write
-from aimc_jax._ranges import Ranges
+from aimc_jax._layout import tile_layout
+from aimc_jax._ranges import Ranges, check_ranges
 from aimc_jax.models._analog import ConfigLike, analog_layers
 
 __all__ = ["load_ranges", "model_fingerprint", "read_meta", "save_ranges"]
@@ -34,9 +35,35 @@ def model_fingerprint(variables, config: ConfigLike) -> dict:
     return out
 
 
+def _check_against_model(ranges: dict, variables, config: ConfigLike, where: str) -> None:
+    """ValueError unless `ranges` has one valid `Ranges` (shapes, finite, > 0) per analog layer of the model."""
+    layers = analog_layers(variables, config)
+    missing, extra = sorted(set(layers) - set(ranges)), sorted(set(ranges) - set(layers))
+    if missing or extra:
+        raise ValueError(
+            f"{where}: the ranges do not match the model's analog layers: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
+    for name, (w, cfg) in layers.items():
+        r = ranges[name]
+        if isinstance(r, Ranges) and (r.column is None or r.input is None):
+            absent = [f for f in ("column", "input") if getattr(r, f) is None]
+            raise ValueError(f"{where}: layer {name!r} has no {' or '.join(absent)} ranges")
+        check_ranges(r, tile_layout(*np.shape(w), cfg), f"{where}: layer {name!r}")
+        for f in _FIELDS:
+            v = getattr(r, f)
+            if v is not None and not np.all(np.isfinite(np.asarray(v, np.float64))):
+                raise ValueError(f"{where}: layer {name!r} ranges.{f} holds NaN or inf")
+
+
 def save_ranges(path, ranges: dict, *, config: ConfigLike, variables, meta: dict | None = None) -> Path:
-    """Write ranges + config + model fingerprint (+ free-form `meta`) to `path` (.npz)."""
+    """Write ranges + config + model fingerprint (+ free-form `meta`) to `path` (.npz).
+
+    Raises:
+      ValueError: the ranges do not cover exactly the model's analog layers, or one has
+        the wrong shape, is non-finite or is not positive (nothing is written).
+    """
     path = Path(path)
+    _check_against_model(ranges, variables, config, f"save_ranges({path})")
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, r in ranges.items():
@@ -61,11 +88,11 @@ def load_ranges(path, *, config: ConfigLike, variables) -> dict[str, Ranges]:
     """Read ranges saved by `save_ranges`, checking they belong to this config and model.
 
     Raises:
-      ValueError: the config differs, or the model's analog layers, shapes or weights differ.
+      ValueError: the file is not one `save_ranges` wrote (or is damaged), the config
+        differs, the model's analog layers, shapes or weights differ, or a saved range
+        is missing, misshapen, non-finite or not positive.
     """
-    with np.load(Path(path)) as data:
-        header = json.loads(bytes(data["__header__"]).decode())
-        arrays = {k: np.array(data[k]) for k in data.files if k != "__header__"}
+    header, arrays = _read(path)
     if header["config"] != repr(config):
         raise ValueError(f"{path}: ranges were optimised for config {header['config']}, not {config!r}")
     saved, now = header["model"], model_fingerprint(variables, config)
@@ -83,10 +110,29 @@ def load_ranges(path, *, config: ConfigLike, variables) -> dict[str, Ranges]:
     for name in now:
         fields = {f: arrays.get(f"{name}::{f}") for f in _FIELDS}
         out[name] = Ranges(column=fields["column"], input=fields["input"], output=fields["output"])
+    _check_against_model(out, variables, config, f"load_ranges({path})")
     return out
+
+
+def _read(path) -> tuple[dict, dict]:
+    """(header, arrays) of a ranges file; ValueError naming the file when it is not one or is damaged."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ranges file at {path}")
+    try:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as data:  # f closes even when np.load fails
+            header = json.loads(bytes(data["__header__"]).decode())
+            arrays = {k: np.array(data[k]) for k in data.files if k != "__header__"}
+        if not all(k in header for k in ("config", "model", "meta")):
+            raise KeyError("header fields")
+    except Exception as e:  # BadZipFile, EOFError, KeyError, JSON, pickle refusals: one clear message
+        raise ValueError(
+            f"{path} is not a ranges file written by save_ranges, or it is damaged ({type(e).__name__}: {e}); "
+            "re-run the optimisation or restore the file"
+        ) from e
+    return header, arrays
 
 
 def read_meta(path) -> dict:
     """The free-form metadata saved with the ranges."""
-    with np.load(Path(path)) as data:
-        return json.loads(bytes(data["__header__"]).decode())["meta"]
+    return _read(path)[0]["meta"]

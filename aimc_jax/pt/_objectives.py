@@ -72,7 +72,7 @@ def _check_times(t):
         raise ValueError(f"drift time(s) t must be finite and >= 0 seconds, got {t!r}")
 
 
-def _analog_out(module, variables, ranges, batch, config, t, key):
+def _analog_out(module, variables, ranges, batch, config, t, key, remat=False):
     k_t, k = jax.random.split(key)
     return analog_forward(
         module,
@@ -84,6 +84,7 @@ def _analog_out(module, variables, ranges, batch, config, t, key):
         t=draw_time(t, k_t),
         key=k,
         token_type_ids=batch.get("token_type_ids"),
+        remat=remat,
     )
 
 
@@ -103,19 +104,23 @@ class _TaskLoss:
     config: Any
     task: str
     t: Any
+    remat: bool = False
 
     def __call__(self, ranges, batch, key, variables):
-        out = _analog_out(self.module, variables, ranges, batch, self.config, self.t, key)
+        out = _analog_out(self.module, variables, ranges, batch, self.config, self.t, key, self.remat)
         return task_loss(task_spec(self.task), out, batch["labels"], batch["weight"])
 
 
-def task_objective(module, variables, config: ConfigLike, task, *, t) -> Objective:
+def task_objective(module, variables, config: ConfigLike, task, *, t, remat: bool = False) -> Objective:
     """Task loss of a fresh analog chip on labelled batches (cross-entropy, or MSE for STS-B).
 
     Batches: dicts from `aimc_jax.data.make_batches` (input_ids, attention_mask,
-    token_type_ids, labels, weight).
+    token_type_ids, labels, weight). `remat=True` recomputes each encoder layer in the
+    backward pass instead of keeping its crossbars' intermediates (`analog_apply`'s
+    `remat`): far less memory for about one more forward (roberta-base at 32 x 128
+    needs it to stay within 8 GiB).
     """
-    return Objective(_TaskLoss(module, config, task_spec(task).name, _static_time(t)), variables)
+    return Objective(_TaskLoss(module, config, task_spec(task).name, _static_time(t), bool(remat)), variables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +129,7 @@ class _Distillation:
     config: Any
     t: Any
     temperature: float
+    remat: bool = False
 
     def __call__(self, ranges, batch, key, variables):
         module, temperature = self.module, self.temperature
@@ -131,7 +137,7 @@ class _Distillation:
         teacher = jax.lax.stop_gradient(
             module.apply(variables, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         )
-        student = _analog_out(module, variables, ranges, batch, self.config, self.t, key)
+        student = _analog_out(module, variables, ranges, batch, self.config, self.t, key, self.remat)
         if teacher.ndim == 2 and teacher.shape[-1] > 1:
             p = jax.nn.softmax(teacher / temperature)
             log_q = jax.nn.log_softmax(student / temperature)
@@ -144,18 +150,21 @@ class _Distillation:
         return jnp.sum(per * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def distillation_objective(module, variables, config: ConfigLike, *, t, temperature: float = 1.0) -> Objective:
+def distillation_objective(
+    module, variables, config: ConfigLike, *, t, temperature: float = 1.0, remat: bool = False
+) -> Objective:
     """Distance of a fresh analog chip's outputs to the float model's (no labels needed).
 
     Classification heads: KL(softmax(teacher / T) || softmax(student / T)) * T^2.
     Regression heads (1 output) and encoders without a head: squared error
     relative to the teacher's mean square (over non-padding tokens for hidden states).
     The teacher is the float model with the same variables, run under `stop_gradient`.
+    `remat`: as in `task_objective`.
     """
     t = _static_time(t)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return Objective(_Distillation(module, config, t, float(temperature)), variables)
+    return Objective(_Distillation(module, config, t, float(temperature), bool(remat)), variables)
 
 
 @dataclasses.dataclass(frozen=True)
