@@ -101,6 +101,11 @@ def init_ranges(weight, config: TileConfig, *, inputs=None) -> Ranges:
                 f"init_ranges: inputs have {inputs.shape[-1]} features, the weight has {layout.in_features} inputs"
             )
         check_finite(inputs, "init_ranges: inputs")
+        if inputs.size == 0:
+            raise ValueError(
+                f"init_ranges: the calibration inputs have no rows (shape {inputs.shape}); "
+                "pass inputs=None for the default beta, or collect some calibration batches"
+            )
         x = split_last(inputs.reshape(-1, layout.in_features), layout.in_sizes)  # (N, n_in, bi)
         beta_in = jnp.stack([_input_range(x[:, a, :size]) for a, size in enumerate(layout.in_sizes)])  # (n_in,)
         beta = jnp.broadcast_to(beta_in[:, None], (layout.n_in, layout.n_out))

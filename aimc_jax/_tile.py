@@ -120,6 +120,8 @@ def _checked_weight(weight, ranges: Ranges, config: TileConfig, where: str):
 
 
 def _check_time(t, where: str) -> None:
+    if np.ndim(t) != 0:
+        raise ValueError(f"{where}: t must be a scalar time in seconds, got shape {np.shape(t)} (one read-out per t)")
     if is_concrete(t) and (not np.all(np.isfinite(t)) or np.any(np.asarray(t) < 0)):
         raise ValueError(f"{where}: inference time t must be finite and >= 0 seconds, got {t!r}")
 

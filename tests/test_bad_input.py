@@ -173,3 +173,27 @@ def test_damaged_ranges_files_name_the_file(small, tmp_path, content):
             call()
     with pytest.raises(FileNotFoundError, match="no ranges file"):
         pt.load_ranges(tmp_path / "absent.npz", config=cfg, variables=variables)
+
+
+def test_empty_inputs_name_what_is_empty(small, tmp_path):
+    module, variables = small
+    with pytest.raises(ValueError, match="input_ids has length 0"):
+        module.apply(variables, jnp.zeros((2, 0), jnp.int32))
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_text("")
+    with pytest.raises(ValueError, match=r"dev.tsv is empty"):
+        load_glue("SST-2", "dev", tmp_path)
+    w = np.ones((16, 8), np.float32)
+    with pytest.raises(ValueError, match="calibration inputs have no rows"):
+        aj.init_ranges(w, aj.TileConfig(), inputs=np.zeros((0, 16), np.float32))
+
+
+def test_time_as_an_array_is_refused_by_name():
+    cfg = aj.TileConfig()
+    w = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    r = aj.init_ranges(w, cfg)
+    chip = aj.program(w, r, cfg, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="read: t must be a scalar"):
+        aj.read(chip, np.array([1.0, 2.0]), cfg, key=jax.random.key(1))
+    with pytest.raises(ValueError, match="fresh_state: t must be a scalar"):
+        aj.fresh_state(w, r, [1.0, 2.0], cfg, key_program=jax.random.key(0), key_read=jax.random.key(1))

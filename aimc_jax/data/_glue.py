@@ -206,6 +206,8 @@ def load_glue(task: str | TaskSpec, split: str = "dev", glue_dir_: str | os.Path
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         rows = list(reader)
+    if not any(rows):
+        raise ValueError(f"{path} is empty: no {'header or ' if spec.header else ''}rows ({spec.name} {split})")
     if spec.header:
         columns, rows = rows[0], rows[1:]
     else:

@@ -229,6 +229,8 @@ class Encoder(nn.Module):
         cfg = self.config
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {input_ids.shape}")
+        if input_ids.shape[1] == 0:
+            raise ValueError("input_ids has length 0: every sequence needs at least one token ([CLS]/<s>)")
         if input_ids.shape[1] > cfg.max_length:
             raise ValueError(
                 f"sequence length {input_ids.shape[1]} exceeds the position table: at most {cfg.max_length} "
