@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aimc_jax._checks import check_finite, is_concrete
+from aimc_jax._checks import check_finite
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import tile_layout
 from aimc_jax._parallel import stack_trees
 from aimc_jax._ranges import Ranges, check_ranges, init_ranges
-from aimc_jax._tile import fresh_state, mvm, program, read
+from aimc_jax._tile import _check_time, fresh_state, mvm, program, read
 
 __all__ = [
     "AnalogDense",
@@ -243,6 +243,16 @@ def _grouped_map(fn, items: Mapping[str, tuple], configs: Mapping[str, TileConfi
     return out
 
 
+def _checked_layers(variables, ranges: Mapping[str, Ranges], config: ConfigLike, where: str) -> dict:
+    """`analog_layers(variables, config)` after the eager checks of names, ranges and weights, naming the layer."""
+    layers = analog_layers(variables, config)
+    _check_names(ranges, layers, "ranges")
+    for name, (w, cfg) in layers.items():
+        check_ranges(ranges[name], tile_layout(*np.shape(w), cfg), f"{where}[{name!r}]")
+        check_finite(w, f"{where}[{name!r}]: weight")
+    return layers
+
+
 def program_model(variables, ranges: Mapping[str, Ranges], config: ConfigLike, *, key) -> dict:
     """Program every analog layer: {name: ProgrammedTile}. Once per Monte-Carlo chip.
 
@@ -251,11 +261,7 @@ def program_model(variables, ranges: Mapping[str, Ranges], config: ConfigLike, *
     """
     if key is None:
         raise TypeError("program_model() needs an explicit PRNG key: pass key=jax.random.key(seed)")
-    layers = analog_layers(variables, config)
-    _check_names(ranges, layers, "ranges")
-    for name, (w, cfg) in layers.items():  # eager checks with the layer's name in the message
-        check_ranges(ranges[name], tile_layout(*np.shape(w), cfg), f"program_model[{name!r}]")
-        check_finite(w, f"program_model[{name!r}]: weight")
+    layers = _checked_layers(variables, ranges, config, "program_model")
     keys = _layer_keys(key, layers)
     items = {name: (w, ranges[name], keys[name]) for name, (w, _) in layers.items()}
     configs = {name: cfg for name, (_, cfg) in layers.items()}
@@ -272,10 +278,7 @@ def read_model(chip: Mapping, t, config: ConfigLike, *, key) -> dict:
     missing = sorted(name for name, cfg in configs.items() if cfg is None)
     if missing:
         raise ValueError(f"read_model: the config makes these programmed layers digital: {missing[:5]}")
-    if not (np.isscalar(t) or np.ndim(t) == 0):
-        raise ValueError(f"read_model: t must be a scalar time in seconds, got shape {np.shape(t)}")
-    if is_concrete(t) and (not np.isfinite(t) or t < 0):
-        raise ValueError(f"read_model: inference time t must be finite and >= 0 seconds, got {t!r}")
+    _check_time(t, "read_model")
     t = jnp.asarray(t, jnp.float32)
     keys = _layer_keys(key, chip)
     items = {name: (tile, t, keys[name]) for name, tile in chip.items()}
@@ -298,15 +301,8 @@ def fresh_chip(variables, ranges: Mapping[str, Ranges], config: ConfigLike, t, *
 
 def _fresh_chip_from(variables, ranges, config, t, k1, k2) -> dict:
     """`fresh_chip` with its two keys given: programming from k1, read-out from k2."""
-    layers = analog_layers(variables, config)
-    _check_names(ranges, layers, "ranges")
-    for name, (w, cfg) in layers.items():  # eager checks with the layer's name in the message
-        check_ranges(ranges[name], tile_layout(*np.shape(w), cfg), f"fresh_chip[{name!r}]")
-        check_finite(w, f"fresh_chip[{name!r}]: weight")
-    if not (np.isscalar(t) or np.ndim(t) == 0):
-        raise ValueError(f"fresh_chip: t must be a scalar time in seconds, got shape {np.shape(t)}")
-    if is_concrete(t) and (not np.isfinite(t) or t < 0):
-        raise ValueError(f"fresh_chip: inference time t must be finite and >= 0 seconds, got {t!r}")
+    layers = _checked_layers(variables, ranges, config, "fresh_chip")
+    _check_time(t, "fresh_chip")
     t = jnp.asarray(t, jnp.float32)
     keys_program, keys_read = _layer_keys(k1, layers), _layer_keys(k2, layers)
     items = {name: (w, ranges[name], t, keys_read[name], keys_program[name]) for name, (w, _) in layers.items()}

@@ -72,22 +72,6 @@ def _check_times(t):
         raise ValueError(f"drift time(s) t must be finite and >= 0 seconds, got {t!r}")
 
 
-def _analog_out(module, variables, ranges, batch, config, t, key, remat=False):
-    k_t, k = jax.random.split(key)
-    return analog_forward(
-        module,
-        variables,
-        ranges,
-        batch["input_ids"],
-        batch["attention_mask"],
-        config,
-        t=draw_time(t, k_t),
-        key=k,
-        token_type_ids=batch.get("token_type_ids"),
-        remat=remat,
-    )
-
-
 def _static_time(t):
     """t as a hashable static value: a float, or a tuple of floats (one drawn per call)."""
     _check_times(t)
@@ -99,15 +83,29 @@ def _static_time(t):
 
 
 @dataclasses.dataclass(frozen=True)
-class _TaskLoss:
+class _ChipObjective:
+    """What every whole-model objective shares: the model, its config, drift time(s), remat."""
+
     module: Any
     config: Any
-    task: str
     t: Any
-    remat: bool = False
+    remat: bool
+
+    def analog_out(self, ranges, batch, key, variables):
+        """The model's outputs on a fresh chip drawn from `key` (and a drift time, if several)."""
+        k_t, k = jax.random.split(key)
+        return analog_forward(
+            self.module, variables, ranges, batch["input_ids"], batch["attention_mask"], self.config,
+            t=draw_time(self.t, k_t), key=k, token_type_ids=batch.get("token_type_ids"), remat=self.remat,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class _TaskLoss(_ChipObjective):
+    task: str
 
     def __call__(self, ranges, batch, key, variables):
-        out = _analog_out(self.module, variables, ranges, batch, self.config, self.t, key, self.remat)
+        out = self.analog_out(ranges, batch, key, variables)
         return task_loss(task_spec(self.task), out, batch["labels"], batch["weight"])
 
 
@@ -120,16 +118,12 @@ def task_objective(module, variables, config: ConfigLike, task, *, t, remat: boo
     `remat`): far less memory for about one more forward (roberta-base at 32 x 128
     needs it to stay within 8 GiB).
     """
-    return Objective(_TaskLoss(module, config, task_spec(task).name, _static_time(t), bool(remat)), variables)
+    return Objective(_TaskLoss(module, config, _static_time(t), bool(remat), task_spec(task).name), variables)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Distillation:
-    module: Any
-    config: Any
-    t: Any
+class _Distillation(_ChipObjective):
     temperature: float
-    remat: bool = False
 
     def __call__(self, ranges, batch, key, variables):
         module, temperature = self.module, self.temperature
@@ -137,7 +131,7 @@ class _Distillation:
         teacher = jax.lax.stop_gradient(
             module.apply(variables, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         )
-        student = _analog_out(module, variables, ranges, batch, self.config, self.t, key, self.remat)
+        student = self.analog_out(ranges, batch, key, variables)
         if teacher.ndim == 2 and teacher.shape[-1] > 1:
             p = jax.nn.softmax(teacher / temperature)
             log_q = jax.nn.log_softmax(student / temperature)
@@ -164,7 +158,7 @@ def distillation_objective(
     t = _static_time(t)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return Objective(_Distillation(module, config, t, float(temperature), bool(remat)), variables)
+    return Objective(_Distillation(module, config, t, bool(remat), float(temperature)), variables)
 
 
 @dataclasses.dataclass(frozen=True)
