@@ -6,6 +6,7 @@ compensation, 512 x 512 tiling); see `program`, `read`, `mvm`.
 """
 
 from aimc_jax._cache import cache_dir, enable_compilation_cache
+from aimc_jax._checks import checked
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, tile_layout
 from aimc_jax._parallel import chip_mesh, default_strategy, map_chips, shard_batch
@@ -42,6 +43,7 @@ __all__ = [
     "analog_forward",
     "analog_layers",
     "cache_dir",
+    "checked",
     "chip_mesh",
     "collect_layer_inputs",
     "count_tiles",

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aimc_jax import _pcm
-from aimc_jax._checks import check_finite, is_concrete, require_key
+from aimc_jax._checks import check_finite, guard, is_concrete, require_key
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, merge_last, split_last, tile_layout, to_blocks, valid_mask
 from aimc_jax._quant import fake_quantize, quantize_normalized
@@ -122,7 +122,9 @@ def _checked_weight(weight, ranges: Ranges, config: TileConfig, where: str):
 def _check_time(t, where: str) -> None:
     if np.ndim(t) != 0:
         raise ValueError(f"{where}: t must be a scalar time in seconds, got shape {np.shape(t)} (one read-out per t)")
-    if is_concrete(t) and (not np.all(np.isfinite(t)) or np.any(np.asarray(t) < 0)):
+    if not is_concrete(t):
+        guard(jnp.isfinite(t) & (t >= 0), f"{where}: inference time t must be finite and >= 0 seconds, got {{t}}", t=t)
+    elif not np.all(np.isfinite(t)) or np.any(np.asarray(t) < 0):
         raise ValueError(f"{where}: inference time t must be finite and >= 0 seconds, got {t!r}")
 
 

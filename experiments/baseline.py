@@ -71,7 +71,7 @@ def main():
             start = time.time()
             mc = evaluate_analog(
                 gm.module, gm.variables, ranges, batches, gm.eval, config, times=TIMES, seeds=seeds,
-                strategy=args.strategy, desc=f"{task} seeds {seeds[0]}-{seeds[-1]}",
+                strategy=args.strategy, desc=f"{task} seeds {seeds[0]}-{seeds[-1]}", checked=True,
             )  # fmt: skip
             atomic_write(path, {**mc.to_dict(), "seconds": time.time() - start})
             parts.append(mc)

@@ -62,7 +62,8 @@ T = 3600.0  # drift time of every analog program, seconds
 TASK = "SST-2"
 PT_LR = 0.05
 MEMORY_PT_STEPS = 3
-REMAT: set[str] = set()  # models whose PT objective runs with remat=True (--remat)
+REMAT: set[str] = set()  # "model" or "model@shape" whose PT objective runs with remat=True (--remat)
+SCAN_TRAIN: set[str] = set()  # models whose float/HWA train steps also run with scanned layers (--scan-train)
 CHIPS = 8
 RANGE_PARAM = "input_range"  # the name HWADense gives its learnable DAC range (aimc_jax.training._hwa)
 COMPILE_KINDS = ("compile-analog-forward", "compile-pt-step", "compile-float-forward", "compile-float-step")
@@ -71,6 +72,7 @@ MEMORY_KINDS = ("memory-mc", "memory-pt")
 # (row label, key, unit) of each model's table, in order
 ROWS = [
     ("float step s", "float", "s"),
+    ("float step s, layers scanned", "float_scan", "s"),
     ("PT step s", "pt", "s"),
     ("PT/float", "pt_ratio", "x"),
     ("PT first step s (compile + 1 step)", "pt_first", "s"),
@@ -80,8 +82,8 @@ ROWS = [
     ("PT step - program+read - analog forward s", "backward", "s"),
     ("HWA full step s", "hwa_full", "s"),
     ("HWA reduced step s", "hwa_reduced", "s"),
-    ("HWA/float", "hwa_ratio", "x"),
-    ("HWA reduced/float", "hwa_reduced_ratio", "x"),
+    ("HWA/float (same layer layout)", "hwa_ratio", "x"),
+    ("HWA reduced/float (same layer layout)", "hwa_reduced_ratio", "x"),
     ("compile analog forward s", "compile-analog-forward", "s"),
     ("compile PT step s", "compile-pt-step", "s"),
     ("compile float forward s", "compile-float-forward", "s"),
@@ -154,18 +156,22 @@ def adamw(learning_rate: float) -> optax.GradientTransformation:
     return optax.adamw(learning_rate, weight_decay=0.01, mask=decay_mask)
 
 
-def train_step(module, variables, tx, project=None):
+def train_step(module, variables, tx, project=None, scan: bool = False):
     """`training.finetune`'s step (`training.make_train_step`) on the SST-2 loss."""
-    return make_train_step(module, variables, task_spec(TASK), tx, project)
+    return make_train_step(module, variables, task_spec(TASK), tx, project, scan_layers=scan)
 
 
-def float_program(module, variables):
+def float_program(module, variables, scan: bool = False):
     """(float train step, its arguments but the batch and key)."""
     tx = adamw(5e-5)
-    return train_step(module, variables, tx), (variables["params"], tx.init(variables["params"]))
+    return train_step(module, variables, tx, scan=scan), (variables["params"], tx.init(variables["params"]))
 
 
-def hwa_program(module, variables, ranges, cfg, mode: str):
+def uses_remat(name: str, shape: str) -> bool:
+    return name in REMAT or f"{name}@{shape}" in REMAT
+
+
+def hwa_program(module, variables, ranges, cfg, mode: str, scan: bool = False):
     """(HWA train step, its arguments but the batch and key), built as `hwa_glue_model` builds it.
 
     Full mode: DAC ranges from `ranges` (here the naive 3.0, not the calibrated |mean| + 3 std) as
@@ -183,7 +189,7 @@ def hwa_program(module, variables, ranges, cfg, mode: str):
     tx = optax.multi_transform({"weights": adamw(2e-5), "ranges": range_optimizer(hwa, 1000)}, label)
     project = (lambda p: clip_weights(p, hwa.clip_sigma)) if mode == "full" else None
     params = variables["params"]
-    return train_step(hwa_module, variables, tx, project), (params, tx.init(params))
+    return train_step(hwa_module, variables, tx, project, scan=scan), (params, tx.init(params))
 
 
 def pt_step_program(module, variables, cfg, ranges, remat: bool = False):
@@ -245,7 +251,7 @@ def child(kind: str, args) -> dict:
             fn = lambda v, r, i, m, ty, k: aj.analog_forward(module, v, r, i, m, cfg, t=T, key=k, token_type_ids=ty)  # noqa: E731
             fn_args = (variables, ranges, ids, mask, types, key)
         elif kind == "compile-pt-step":
-            fn, fixed = pt_step_program(module, variables, cfg, ranges, args.models in args.remat)
+            fn, fixed = pt_step_program(module, variables, cfg, ranges, uses_remat(args.models, args.shapes))
             fn_args = (*fixed, batch, key)
         elif kind == "compile-float-forward":
             fn = lambda v, i, m, ty: module.apply(v, i, m, ty)  # noqa: E731
@@ -267,7 +273,7 @@ def child(kind: str, args) -> dict:
         jax.block_until_ready(aj.map_chips(chip, jax.random.split(key, CHIPS), strategy="loop"))
         out = {"value": peak_gib()}
     elif kind == "memory-pt":
-        run_pt(module, variables, cfg, ranges, batch, MEMORY_PT_STEPS, args.models in args.remat)
+        run_pt(module, variables, cfg, ranges, batch, MEMORY_PT_STEPS, uses_remat(args.models, args.shapes))
         out = {"value": peak_gib()}
     else:
         raise ValueError(f"unknown --child {kind!r}")
@@ -279,7 +285,7 @@ def run_child(kind: str, name: str, shape: str) -> dict | str:
     env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--models", name, "--shapes", shape]
-    cmd += ["--remat", ",".join(REMAT)]
+    cmd += ["--remat", ",".join(REMAT), "--scan-train", ",".join(SCAN_TRAIN)]
     log(f"{name} {shape}: fresh process for {kind}")
     start = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env, check=False)
@@ -299,7 +305,7 @@ def bench(name: str, shape: str, args) -> dict:
     log(f"{name} {shape}: loaded; PT through optimize_ranges, {args.steps} steps")
     out = {}
     try:
-        out["pt_first"], out["pt"] = run_pt(module, variables, cfg, ranges, batch, args.steps, name in args.remat)
+        out["pt_first"], out["pt"] = run_pt(module, variables, cfg, ranges, batch, args.steps, uses_remat(name, shape))
     except jax.errors.JaxRuntimeError as e:  # e.g. RESOURCE_EXHAUSTED: keep the other figures
         log(f"{name} {shape}: PT failed: {str(e).splitlines()[0][:200]}")
         out["pt_first"] = out["pt"] = "failed: " + ("out of memory" if "RESOURCE_EXHAUSTED" in str(e) else "error")
@@ -333,8 +339,12 @@ def bench(name: str, shape: str, args) -> dict:
         "analog_forward": (apply, variables, ranges, state, key, batch),
         "fwd_bwd": (fwd_bwd, ranges, variables, batch, key),
     }
+    scan = name in SCAN_TRAIN
+    if scan:  # the same step with the layers scanned: what the HWA steps are compared with
+        step, fixed = float_program(module, variables, scan=True)
+        programs["float_scan"] = (step, *fixed, batch, key)
     for mode in ("full", "reduced"):
-        step, fixed = hwa_program(module, variables, ranges, cfg, mode)
+        step, fixed = hwa_program(module, variables, ranges, cfg, mode, scan=scan)
         programs[f"hwa_{mode}"] = (step, *fixed, batch, key)
     thunks = {}
     for label, (fn, *fn_args) in programs.items():
@@ -354,8 +364,9 @@ def bench(name: str, shape: str, args) -> dict:
         return out[a] / out[b] if ok else "-"
 
     out["pt_ratio"] = ratio("pt", "float")
-    out["hwa_ratio"] = ratio("hwa_full", "float")
-    out["hwa_reduced_ratio"] = ratio("hwa_reduced", "float")
+    base = "float_scan" if scan else "float"
+    out["hwa_ratio"] = ratio("hwa_full", base)
+    out["hwa_reduced_ratio"] = ratio("hwa_reduced", base)
     parts = [out.get(k) for k in ("pt", "program_read", "analog_forward")]
     out["backward"] = parts[0] - parts[1] - parts[2] if all(isinstance(p, float) for p in parts) else "-"
     return out
@@ -424,7 +435,8 @@ def header(args) -> list[str]:
         f"{jax.default_backend()} ({len(jax.devices())} x {dev.device_kind})",
         f"- settings: default `TileConfig`, drift time {T:.0f} s, {TASK} loss, PT Adam {PT_LR} on log ranges "
         f"(column + input), {args.steps} PT steps, {args.repeats} interleaved rounds; PT objective with "
-        f"`remat=True` (layers recomputed in the backward pass) for: {', '.join(sorted(args.remat)) or 'none'}",
+        f"`remat=True` (layers recomputed in the backward pass) for: {', '.join(sorted(args.remat)) or 'none'}; "
+        f"float and HWA train steps also with scanned layers for: {', '.join(sorted(args.scan_train)) or 'none'}",
     ]
 
 
@@ -440,12 +452,20 @@ def main():
     parser.add_argument(
         "--remat",
         default="roberta-base",
-        help="models whose PT objective recomputes layers (remat=True), comma-separated",
+        help="models (or model@shape) whose PT objective recomputes layers (remat=True), comma-separated",
+    )
+    parser.add_argument(
+        "--scan-train",
+        default="roberta-base",
+        help="models whose float and HWA train steps also run with the layers scanned (make_train_step(scan_layers="
+        "True)); their HWA steps are compared with the scanned float step",
     )
     parser.add_argument("--child", choices=COMPILE_KINDS + MEMORY_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.remat = {m.strip() for m in args.remat.split(",") if m.strip()}
     REMAT.update(args.remat)
+    args.scan_train = {m.strip() for m in args.scan_train.split(",") if m.strip()}
+    SCAN_TRAIN.update(args.scan_train)
     if args.child:
         print(json.dumps(child(args.child, args)), flush=True)
         return

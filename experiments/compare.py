@@ -117,6 +117,7 @@ def run_pt(gm, start, config, args, name):
         optax.adam(optax.cosine_decay_schedule(args.pt_lr, args.pt_steps, alpha=0.1)),
         steps=args.pt_steps,
         key=jax.random.key(10_000 + zlib.crc32(name.encode()) % 10_000),
+        checked=True,  # the first batch in the checked mode: NaN/inf and bad ranges named, not scored
     )
     meta = {"losses": res.losses[:: max(1, args.pt_steps // 50)].tolist(), "seconds": time.time() - start_time, **ident}
     pt.save_ranges(path, res.ranges, config=config, variables=gm.variables, meta=meta)
@@ -153,6 +154,7 @@ def evaluate(gm, ranges, config, batches, split, seeds, args, condition) -> MCRe
             times=TIMES,
             seeds=chunk,
             desc=f"{split.task.name} {condition} seeds {chunk[0]}-{chunk[-1]}",
+            checked=True,
         )
         atomic_write(path, {**mc.to_dict(), **ident})
         parts.append(mc)

@@ -119,8 +119,9 @@ def main():
     for label, config in chosen:
         ranges = aj.init_model_ranges(gm.variables, config, calibration=calibration)
         mc = evaluate_analog(
-            gm.module, gm.variables, ranges, batches, split, config, times=(args.t,), seeds=seeds, desc=label
-        )
+            gm.module, gm.variables, ranges, batches, split, config, times=(args.t,), seeds=seeds, desc=label,
+            checked=True,
+        )  # fmt: skip
         rows += mc_rows(mc, label)
         mean, std = mc.summary()[head][args.t]
         print(f"{label:60s} {head} {mean:.4f} +/- {std:.4f}", flush=True)

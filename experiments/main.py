@@ -95,6 +95,7 @@ def main():
             learning_rate=optax.cosine_decay_schedule(args.pt_lr, args.pt_steps, alpha=0.1),
             steps=args.pt_steps,
             key=jax.random.key(10_000),
+            checked=True,  # the first batch in the checked mode (aj.checked): bad values named, not scored
         )
         pt_seconds = time.time() - pt_start
         conditions["PT ranges"] = result.ranges
@@ -103,7 +104,9 @@ def main():
             f"{result.losses[-5:].mean():.3f} (first / last 5 steps)"
         )
     results = {
-        name: evaluate_analog(gm.module, gm.variables, r, batches, dev, tile, times=TIMES, seeds=args.seeds)
+        name: evaluate_analog(
+            gm.module, gm.variables, r, batches, dev, tile, times=TIMES, seeds=args.seeds, checked=True
+        )
         for name, r in conditions.items()
     }
 

@@ -150,3 +150,51 @@ def test_log_space_ranges_move_relatively_and_stay_positive():
         assert bool(jnp.all(beta > 0)) and bool(jnp.all(jnp.isfinite(beta)))
     with pytest.raises(ValueError, match="params"):
         log_space(optax.adam(0.1)).update(grads["beta"], optax.adam(0.1).init(params["beta"]))
+
+
+def _step_batch(vocab, n=8, length=10):
+    rng = np.random.default_rng(3)
+    return {
+        "input_ids": jnp.asarray(rng.integers(5, vocab, (n, length)), jnp.int32),
+        "attention_mask": jnp.ones((n, length), jnp.int32),
+        "token_type_ids": jnp.zeros((n, length), jnp.int32),
+        "labels": jnp.asarray(rng.integers(0, 2, n), jnp.int32),
+        "weight": jnp.ones((n,), jnp.float32),
+    }
+
+
+def test_scanned_train_step_equals_unrolled_without_randomness_and_keeps_the_layout():
+    from aimc_jax.data import task_spec
+    from aimc_jax.training import make_train_step
+
+    module, variables = tiny_encoder(2, vocab_size=99)
+    module = module.clone(config=module.config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    tx = optax.adam(1e-3)
+    batch, key = _step_batch(99), jax.random.key(0)
+    out = {}
+    for scan in (False, True):
+        step = jax.jit(make_train_step(module, variables, task_spec("SST-2"), tx, scan_layers=scan))
+        out[scan] = step(variables["params"], tx.init(variables["params"]), batch, key)
+    assert jax.tree.structure(out[True][0]) == jax.tree.structure(variables["params"])  # layer_<i> layout kept
+    np.testing.assert_allclose(out[True][2], out[False][2], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(out[True][0]), jax.tree.leaves(out[False][0]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["full", "reduced"])
+def test_scanned_hwa_step_draws_noise_per_layer(mode):
+    from aimc_jax.data import task_spec
+    from aimc_jax.training import make_train_step
+
+    module, variables = tiny_encoder(2, vocab_size=99)
+    cfg = aj.TileConfig()
+    hwa = HWAConfig(mode=mode)
+    hwa_module = Encoder(module.config, dense=hwa_dense_factory(hwa, cfg))
+    if mode == "full":
+        variables = add_input_ranges(variables, aj.init_model_ranges(variables, cfg))
+    tx = optax.sgd(0.0)  # no update: compare the noisy losses only
+    batch = _step_batch(99)
+    step = jax.jit(make_train_step(hwa_module, variables, task_spec("SST-2"), tx, scan_layers=True))
+    params, state = variables["params"], tx.init(variables["params"])
+    losses = [float(step(params, state, batch, jax.random.key(k))[2]) for k in (0, 0, 1)]
+    assert np.isfinite(losses).all() and losses[0] == losses[1] != losses[2]  # seeded, and noisy

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from aimc_jax._checks import checked as _checked
 from aimc_jax._parallel import STRATEGIES, default_strategy, stack_trees
 from aimc_jax.data import GlueSplit, compute_metrics, unbatch
 from aimc_jax.models._analog import ConfigLike, analog_apply, program_model, read_model
@@ -180,7 +181,12 @@ def _analog_fns(module, config):
         return jax.lax.map(one, (states, keys), batch_size=chunk_size)
 
     read_many = jax.jit(jax.vmap(lambda chip, t, key: read_model(chip, t, config, key=key), in_axes=(0, None, 0)))
-    return program, read, apply, apply_many, read_many
+
+    def first_chip(variables, ranges, b, keys, t):
+        chip = program_model(variables, ranges, config, key=keys[0])
+        return apply_one(variables, ranges, read_model(chip, t, config, key=keys[1]), b, keys[2])
+
+    return program, read, apply, apply_many, read_many, _checked(first_chip)
 
 
 def evaluate_analog(
@@ -197,6 +203,7 @@ def evaluate_analog(
     chunk_size: int | None = None,
     progress: bool = True,
     desc: str | None = None,
+    checked: bool = False,
 ) -> MCResult:
     """Task metrics of analog chips for every seed and drift time.
 
@@ -215,6 +222,10 @@ def evaluate_analog(
       chunk_size: chips per step with "map".
       progress: progress bar over (time, batch).
       desc: progress bar label.
+      checked: first run the first batch on the first chip at the first time in the
+        checked mode (`aimc_jax.checked`): the guards hidden by jit (finite, positive
+        ranges; finite weights, layer inputs and outputs; token ids) raise
+        `checkify.JaxRuntimeError` naming the culprit. One extra compilation.
 
     Returns:
       `MCResult` with every per-seed value of every task metric.
@@ -232,8 +243,10 @@ def evaluate_analog(
     check_token_ids(module, batches)
     if not batches:
         raise ValueError("no batches to evaluate")
-    program, read, apply, apply_many, read_many = _analog_fns(module, config)
+    program, read, apply, apply_many, read_many, check_first = _analog_fns(module, config)
     keys = [seed_keys(s) for s in seeds]
+    if checked:
+        check_first(variables, ranges, _inputs(batches[0]), keys[0], jnp.float32(times[0]))
     chips = [program(variables, ranges, k[0]) for k in keys]
     mvm_keys = jnp.stack([k[2] for k in keys])
     if strategy != "loop":

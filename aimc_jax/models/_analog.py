@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aimc_jax._checks import check_finite
+from aimc_jax._checks import check_finite, scanned_layer_index
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import tile_layout
 from aimc_jax._parallel import stack_trees
@@ -137,8 +137,22 @@ class AnalogDense(nn.Module):
         else:
             state = self.get_variable("analog", "state")
             ranges = self.get_variable("ranges", "ranges")
+            what, values = _input_where(name)
+            check_finite(x, what, **values)
             y = mvm(state, ranges, x, config, key=self.get_variable("analog", "key"))
         return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+def _input_where(name: str) -> tuple:
+    """(message, values) naming an analog layer's input in a check; a scanned layer by its index."""
+    from aimc_jax.models._encoder import SCAN_NAME
+
+    index = scanned_layer_index()
+    parts = name.split("/")
+    if index is None or SCAN_NAME not in parts:
+        return f"layer {name!r}: input x", {}
+    parts[parts.index(SCAN_NAME)] = "layer_{i}"
+    return f"layer '{'/'.join(parts)}': input x", {"i": index}
 
 
 def _params(variables) -> Mapping:

@@ -76,7 +76,13 @@ def load_state_dict(directory) -> dict[str, np.ndarray]:
 
         state = {}
         for f in files:
-            state.update(load_file(str(f)))
+            try:
+                state.update(load_file(str(f)))
+            except Exception as err:  # safetensors raises its own SafetensorError, or OSError
+                raise ValueError(
+                    f"{f} cannot be read as safetensors ({type(err).__name__}: {err}): the file is damaged or "
+                    "truncated; download the checkpoint again"
+                ) from err
     elif (directory / "pytorch_model.bin").is_file():
         try:
             import torch
@@ -85,7 +91,13 @@ def load_state_dict(directory) -> dict[str, np.ndarray]:
                 f"{directory} holds only pytorch_model.bin, which needs torch to read: "
                 "pip install torch (or convert it to model.safetensors)"
             ) from err
-        raw = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        try:
+            raw = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as err:  # pickle/zip errors of a damaged file
+            raise ValueError(
+                f"{directory / 'pytorch_model.bin'} cannot be read ({type(err).__name__}: {err}): the file is "
+                "damaged or truncated; download the checkpoint again"
+            ) from err
         state = {k: v.float().numpy() for k, v in raw.items()}
     else:
         raise FileNotFoundError(f"no weight file in {directory}: expected model.safetensors or pytorch_model.bin")
@@ -122,7 +134,15 @@ def _flax_path(torch_key: str) -> tuple[tuple[str, ...], bool] | None:
     return None
 
 
-def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 0, dense=None, strict: bool = False):
+def from_pretrained(
+    path_or_name,
+    *,
+    num_labels: int | None = None,
+    seed: int = 0,
+    dense=None,
+    strict: bool = False,
+    ignore_mismatched_sizes: bool = False,
+):
     """Load a BERT/RoBERTa checkpoint as a Flax `Encoder` and its variables.
 
     Args:
@@ -135,6 +155,9 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
       strict: raise instead of warning when checkpoint weights go unused (e.g. a
         config with fewer layers than the weights, a pretraining head, the pooler of a
         model loaded without a head) or head weights had to be initialised.
+      ignore_mismatched_sizes: a checkpoint head of another size than `num_labels`
+        (e.g. an MNLI model for a 2-label task) is replaced by a new initialised head
+        instead of raising (as in transformers).
 
     Returns:
       (module, variables): `module.apply(variables, input_ids, attention_mask)`.
@@ -148,7 +171,14 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"no config.json in {directory}")
-    hf = json.loads(config_file.read_text())
+    try:
+        hf = json.loads(config_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(
+            f"{config_file} is not valid JSON ({err}): the file is damaged or truncated; download the checkpoint again"
+        ) from err
+    if not isinstance(hf, dict):
+        raise ValueError(f"{config_file} holds a JSON {type(hf).__name__}, not a model config object")
     state = load_state_dict(directory)
     mapped, source, unmapped = {}, {}, []
     for key, value in state.items():
@@ -161,14 +191,33 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
     has_head = any(p[0] == "classifier" for p in mapped)
     if num_labels is None and has_head:
         num_labels = len(hf.get("id2label") or {}) or hf.get("num_labels") or 2
-    config = EncoderConfig.from_hf(hf, num_labels=num_labels)
+    try:
+        config = EncoderConfig.from_hf(hf, num_labels=num_labels)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{config_file}: {err}") from err
     module = Encoder(config, dense=dense)
     ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
     shapes = traverse_util.flatten_dict(jax.eval_shape(module.init, jax.random.key(0), ids)["params"])
     rng = np.random.default_rng(seed)
-    params, initialised, missing = {}, [], []
+    params, initialised, missing, mismatched = {}, [], [], []
     for path, spec in shapes.items():
         value = mapped.get(path)
+        if (
+            value is not None
+            and path[0] == "classifier"
+            and value.shape[-1:] != spec.shape[-1:]
+            and value.shape[:-1] == spec.shape[:-1]
+        ):  # only the number of outputs differs: the head does not fit num_labels
+            head = f"{source[path]} has shape {value.shape}, a {num_labels}-label head needs {spec.shape}"
+            if not ignore_mismatched_sizes:
+                raise ValueError(
+                    f"the classification head of {directory} does not fit num_labels={num_labels} ({head}): pass "
+                    "num_labels=None to use the checkpoint's own head, or ignore_mismatched_sizes=True to "
+                    "initialise a new one"
+                )
+            log.warning("aimc_jax: %s; initialised instead (ignore_mismatched_sizes=True)", head)
+            mismatched.append(source[path])
+            value = None
         if value is None:
             if path[0] in _HEAD_ROOTS:
                 value = np.zeros(spec.shape, np.float32) if path[-1] == "bias" else rng.normal(0, 0.02, spec.shape)
@@ -184,7 +233,7 @@ def from_pretrained(path_or_name, *, num_labels: int | None = None, seed: int = 
         params[path] = jnp.asarray(value, jnp.float32)
     if missing:
         raise ValueError(f"checkpoint {directory} lacks {len(missing)} encoder weights, e.g. {missing[:4]}")
-    unused = sorted(unmapped + [source[p] for p in mapped if p not in shapes])
+    unused = sorted(unmapped + [source[p] for p in mapped if p not in shapes] + mismatched)
     if unused:
         text = f"{len(unused)} weights of {directory} are not used by this config: {', '.join(unused[:8])}"
         if strict:

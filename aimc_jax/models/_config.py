@@ -11,6 +11,7 @@ import dataclasses
 __all__ = ["SUPPORTED_MODEL_TYPES", "EncoderConfig"]
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish", "tanh")
 
 
@@ -39,6 +40,15 @@ class EncoderConfig:
     num_labels: int | None = None
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None and "None" in str(f.type):
+                continue
+            kind = str if f.type == "str" else int if f.type.startswith("int") else float
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = isinstance(value, str) if kind is str else number
+            if not ok or (kind is int and value != int(value)):
+                raise ValueError(f"{f.name} must be {_KIND_NAMES[kind]}, got {value!r}")
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             raise ValueError(
                 f"unsupported architecture model_type={self.model_type!r}; aimc_jax supports {SUPPORTED_MODEL_TYPES}"
@@ -75,6 +85,10 @@ class EncoderConfig:
         if d.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"unsupported position_embedding_type={d['position_embedding_type']!r} (only 'absolute')")
         fields = {f.name for f in dataclasses.fields(cls)} - {"num_labels"}
+        required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+        lacking = [k for k in required if d.get(k) is None]
+        if lacking:
+            raise ValueError(f"the config lacks {', '.join(lacking)}")
         return cls(**{k: d[k] for k in fields if d.get(k) is not None}, num_labels=num_labels)
 
     def replace(self, **changes) -> EncoderConfig:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aimc_jax._checks import is_concrete
+from aimc_jax._checks import checking, guard, is_concrete, scanned_layer
 from aimc_jax.models._analog import AnalogDense
 from aimc_jax.models._config import EncoderConfig
 
@@ -128,11 +128,12 @@ class _Layer(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, h, mask_bias, deterministic=None):
+    def __call__(self, h, mask_bias, index=None, deterministic=None):
         deterministic = self.deterministic if deterministic is None else deterministic
-        a = _Attention(self.cfg, self.dense, name="attention")(h, mask_bias, deterministic)
-        i = _Intermediate(self.cfg, self.dense, name="intermediate")(a)
-        out = _Output(self.cfg, self.dense, self.cfg.hidden_size, name="output")(i, a, deterministic)
+        with scanned_layer(index):  # checked mode names the scanned layer by its index
+            a = _Attention(self.cfg, self.dense, name="attention")(h, mask_bias, deterministic)
+            i = _Intermediate(self.cfg, self.dense, name="intermediate")(a)
+            out = _Output(self.cfg, self.dense, self.cfg.hidden_size, name="output")(i, a, deterministic)
         return (out, None) if self.scanned else out
 
 
@@ -151,17 +152,20 @@ class _Stack(nn.Module):
     def __call__(self, h, mask_bias, deterministic):
         if not self.scan:
             for i in range(self.cfg.num_hidden_layers):
-                h = _Layer(self.cfg, self.dense, name=f"layer_{i}")(h, mask_bias, deterministic)
+                h = _Layer(self.cfg, self.dense, name=f"layer_{i}")(h, mask_bias, deterministic=deterministic)
             return h
         layer = nn.remat(_Layer, prevent_cse=False) if self.remat else _Layer
+        n = self.cfg.num_hidden_layers
+        indexed = checking()  # in checked mode the body also scans over the layer index (for messages)
         scanned = nn.scan(
             layer,
             variable_axes={c: 0 for c in SCANNED_COLLECTIONS},
-            split_rngs={"params": True, "dropout": True},
-            in_axes=nn.broadcast,
-            length=self.cfg.num_hidden_layers,
+            split_rngs={"params": True, "dropout": True, "hwa": True},
+            in_axes=(nn.broadcast, 0) if indexed else nn.broadcast,
+            length=n,
         )
-        h, _ = scanned(self.cfg, self.dense, scanned=True, deterministic=deterministic, name=SCAN_NAME)(h, mask_bias)
+        run = scanned(self.cfg, self.dense, scanned=True, deterministic=deterministic, name=SCAN_NAME)
+        h, _ = run(h, mask_bias, jnp.arange(n, dtype=jnp.int32)) if indexed else run(h, mask_bias)
         return h
 
 
@@ -272,6 +276,8 @@ def scan_variables(tree, num_layers: int, *, prefix: str = "encoder"):
 def _check_ids(ids, size: int, what: str, field: str) -> None:
     """ValueError for concrete ids outside [0, size): an embedding lookup would give NaN rows (or wrap -1)."""
     if not is_concrete(ids):
+        message = f"{what}: ids outside [0, {size}) (the config's {field}); is the tokenizer the model's own?"
+        guard((ids >= 0) & (ids < size), message)
         return
     a = np.asarray(ids)
     bad = (a < 0) | (a >= size)

@@ -105,15 +105,18 @@ class _TaskLoss(_ChipObjective):
     task: str
 
     def __call__(self, ranges, batch, key, variables):
+        if "labels" not in batch:
+            raise KeyError(f"task_objective({self.task}): the batch has no 'labels' (keys: {sorted(batch)})")
         out = self.analog_out(ranges, batch, key, variables)
-        return task_loss(task_spec(self.task), out, batch["labels"], batch["weight"])
+        weight = batch.get("weight", jnp.ones(batch["input_ids"].shape[:1], jnp.float32))
+        return task_loss(task_spec(self.task), out, batch["labels"], weight)
 
 
 def task_objective(module, variables, config: ConfigLike, task, *, t, remat: bool = False) -> Objective:
     """Task loss of a fresh analog chip on labelled batches (cross-entropy, or MSE for STS-B).
 
     Batches: dicts from `aimc_jax.data.make_batches` (input_ids, attention_mask,
-    token_type_ids, labels, weight). `remat=True` recomputes each encoder layer in the
+    token_type_ids, labels, weight; weight 1 when absent). `remat=True` recomputes each encoder layer in the
     backward pass instead of keeping its crossbars' intermediates (`analog_apply`'s
     `remat`): far less memory for about one more forward (roberta-base at 32 x 128
     needs it to stay within 8 GiB).

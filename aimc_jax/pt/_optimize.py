@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from aimc_jax._checks import checked
 from aimc_jax._ranges import Ranges
 from aimc_jax.pt._objectives import Objective
 
@@ -116,6 +117,12 @@ def _transformation(tx) -> optax.GradientTransformation:
     return tx.build() if isinstance(tx, _Injected) else tx
 
 
+@functools.cache
+def _checked_fn(fn):
+    """`fn` in the checked mode, built once per objective function (its compilation is reused)."""
+    return checked(fn)
+
+
 @functools.partial(jax.jit, static_argnames=("fn", "tx"))
 def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, *, fn, tx):
     """One PT step: loss and gradient on log ranges, optimiser update, finiteness of loss and new ranges.
@@ -164,6 +171,7 @@ def optimize_ranges(
     layers: str | Sequence[str] | None = None,
     progress: bool = True,
     callback: Callable[[int, float, dict], None] | None = None,
+    checked: bool = False,
 ) -> PTResult:
     """Minimise `objective` over the ranges by gradient descent with fresh hardware noise per step.
 
@@ -190,6 +198,10 @@ def optimize_ranges(
       layers: glob pattern(s) of layers to optimise (default all).
       progress: progress bar.
       callback: called as `callback(step, loss, ranges)` every step (ranges only every 10 steps, else None).
+      checked: first evaluate the objective on the first batch in the checked mode
+        (`aimc_jax.checked`): NaN/inf weights or layer inputs, out-of-range token ids
+        and bad drift times, hidden by jit, raise `checkify.JaxRuntimeError` naming
+        the culprit. One extra compilation (cached per objective).
 
     Returns:
       `PTResult`. Raises `PTDiverged` (with the last finite ranges) on a non-finite
@@ -230,6 +242,9 @@ def optimize_ranges(
     theta = split_ranges(ranges, fields, layer_names)
     opt_state = _transformation(tx).init(theta)
     ranges = dict(ranges)
+    if checked and steps:
+        first = jax.tree.map(jnp.asarray, batches[0])
+        _checked_fn(objective.fn)(ranges, first, jax.random.fold_in(key, 0), objective.frozen)
     losses = []
     bar = tqdm(range(steps), desc="PT ranges", disable=not progress, unit="step")
     for s in bar:

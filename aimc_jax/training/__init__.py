@@ -1,6 +1,14 @@
 """Training: floating-point and hardware-aware (HWA) fine-tuning on GLUE tasks, resumable and cached."""
 
-from aimc_jax.training._finetune import FinetuneConfig, finetune, load_finetuned, make_train_step, task_loss
+from aimc_jax.training._finetune import (
+    DamagedCheckpoint,
+    FinetuneConfig,
+    check_checkpoint,
+    finetune,
+    load_finetuned,
+    make_train_step,
+    task_loss,
+)
 from aimc_jax.training._glue_models import GlueModel, glue_model, hwa_glue_model, hwa_recipe, recipe
 from aimc_jax.training._hwa import (
     HWAConfig,
@@ -14,11 +22,13 @@ from aimc_jax.training._hwa import (
 )
 
 __all__ = [
+    "DamagedCheckpoint",
     "FinetuneConfig",
     "GlueModel",
     "HWAConfig",
     "HWADense",
     "add_input_ranges",
+    "check_checkpoint",
     "clip_weights",
     "finetune",
     "glue_model",

@@ -35,9 +35,83 @@ from tqdm.auto import tqdm
 from aimc_jax._cache import atomic_write
 from aimc_jax.data import Encoded, TaskSpec, make_batches, task_spec
 
-__all__ = ["FinetuneConfig", "finetune", "load_finetuned", "make_train_step", "task_loss"]
+__all__ = [
+    "DamagedCheckpoint",
+    "FinetuneConfig",
+    "check_checkpoint",
+    "finetune",
+    "load_finetuned",
+    "make_train_step",
+    "task_loss",
+]
 
 log = logging.getLogger("aimc_jax")
+
+_FILES = ("info.json", "params.msgpack", "state.msgpack")
+
+
+class DamagedCheckpoint(ValueError):
+    """A fine-tuning checkpoint file that cannot be read (truncated, overwritten, or another model's)."""
+
+
+def _damaged(path: Path, err: Exception) -> DamagedCheckpoint:
+    return DamagedCheckpoint(
+        f"{path} is damaged or not this model's ({type(err).__name__}: {err}); delete {path.parent} to fine-tune "
+        "again, or pass discard_damaged=True to discard its checkpoint files and retrain"
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _damaged(path, err) from err
+    if not isinstance(data, dict):
+        raise _damaged(path, TypeError(f"expected a JSON object, got {type(data).__name__}"))
+    return data
+
+
+def _read_msgpack(path: Path, target):
+    """`flax.serialization.from_bytes(target, ...)` of `path`, with a damaged file named."""
+    try:
+        return flax.serialization.from_bytes(target, path.read_bytes())
+    except Exception as err:  # msgpack's own errors, truncation, structure or shape mismatch
+        raise _damaged(path, err) from err
+
+
+def check_checkpoint(checkpoint_dir, *, discard: bool = False) -> bool:
+    """Whether the checkpoint files in `checkpoint_dir` all parse; `DamagedCheckpoint` when one does not.
+
+    With `discard=True` a damaged checkpoint's files (info.json, params.msgpack,
+    state.msgpack) are deleted instead, with a warning, and False is returned: the
+    next `finetune` starts from scratch. Other files (identity.json) are kept.
+    """
+    d = Path(checkpoint_dir)
+    try:
+        for name in _FILES:
+            path = d / name
+            if not path.is_file():
+                continue
+            if name.endswith(".json"):
+                _read_json(path)
+            else:
+                try:
+                    flax.serialization.msgpack_restore(path.read_bytes())
+                except Exception as err:
+                    raise _damaged(path, err) from err
+    except DamagedCheckpoint as err:
+        if not discard:
+            raise
+        _discard(d, err)
+        return False
+    return True
+
+
+def _discard(d: Path, err: DamagedCheckpoint) -> None:
+    log.warning("aimc_jax: discarding the damaged checkpoint in %s (%s); training again", d, err.args[0])
+    for name in _FILES:
+        (d / name).unlink(missing_ok=True)
+
 
 TRAIN_BUCKETS = (16, 32, 64, 128, 256, 512)
 
@@ -126,8 +200,8 @@ def load_finetuned(checkpoint_dir, variables):
     d = Path(checkpoint_dir)
     if not finished(d):
         return None
-    params = flax.serialization.from_bytes(variables["params"], (d / "params.msgpack").read_bytes())
-    return {**variables, "params": params}, json.loads((d / "info.json").read_text())
+    params = _read_msgpack(d / "params.msgpack", variables["params"])
+    return {**variables, "params": params}, _read_json(d / "info.json")
 
 
 def finished(checkpoint_dir) -> bool:
@@ -135,22 +209,50 @@ def finished(checkpoint_dir) -> bool:
     d = Path(checkpoint_dir)
     if not ((d / "info.json").is_file() and (d / "params.msgpack").is_file()):
         return False
-    return json.loads((d / "info.json").read_text()).get("status") == "done"
+    return _read_json(d / "info.json").get("status") == "done"
 
 
-def make_train_step(module, variables, spec: TaskSpec, tx: optax.GradientTransformation, project=None):
+def make_train_step(
+    module,
+    variables,
+    spec: TaskSpec,
+    tx: optax.GradientTransformation,
+    project=None,
+    *,
+    scan_layers: bool = False,
+    remat_layers: bool = False,
+):
     """`step(params, opt_state, batch, key) -> (params, opt_state, loss)`: the fine-tuning step of `finetune`.
 
     Forward with dropout (and an 'hwa' rng for HWA layers, `fold_in(key, 1)`), the
     task loss plus every sown loss (HWA's range decay), backward, the optax
     update, then `project(params)` if given (HWA's weight clipping). Not jitted:
     wrap it in `jax.jit`.
+
+    `scan_layers=True` runs the encoder layers of an `Encoder` as one `nn.scan`
+    inside the step (the layer is compiled once, not unrolled: roberta-base HWA
+    compiles in seconds instead of minutes); params, optimiser state and
+    checkpoints keep the `layer_<i>` layout (stacked in the step, gradients flow
+    back). Dropout masks and HWA noise are then drawn per scanned layer (different
+    draws from the unrolled step, same distribution). `remat_layers` recomputes
+    each scanned layer in the backward pass.
     """
+    run = module
+    if scan_layers:
+        from aimc_jax.models._encoder import scan_variables
+
+        run = module.clone(scan_layers=True, remat_layers=remat_layers)
+        n = module.config.num_hidden_layers
+
+    def layout(v):
+        if not scan_layers:
+            return v
+        return {c: scan_variables(t, n) if isinstance(t, dict) and "encoder" in t else t for c, t in v.items()}
 
     def step(params, opt_state, batch, key):
         def loss_fn(p):
-            out, sown = module.apply(
-                {**variables, "params": p},
+            out, sown = run.apply(
+                layout({**variables, "params": p}),
                 batch["input_ids"],
                 batch["attention_mask"],
                 batch["token_type_ids"],
@@ -181,6 +283,8 @@ def finetune(
     progress: bool = True,
     optimizer: Callable[[FinetuneConfig, int], optax.GradientTransformation] | None = None,
     project: Callable | None = None,
+    discard_damaged: bool = False,
+    scan_layers: bool = False,
 ):
     """Fine-tune all parameters on `train`; returns (variables, info).
 
@@ -197,6 +301,10 @@ def finetune(
       optimizer: `optimizer(config, total_steps) -> GradientTransformation` replacing
         the default AdamW schedule (HWA training gives the DAC ranges their own rate).
       project: `project(params) -> params` applied after every step (e.g. weight clipping).
+      scan_layers: run the encoder layers as one scan in the step (`make_train_step`):
+        compiles once per layer instead of unrolled; other random draws than the unrolled step.
+      discard_damaged: a checkpoint file in `checkpoint_dir` that cannot be read raises
+        `DamagedCheckpoint` naming it (default); True deletes the checkpoint and retrains.
 
     Losses sown by the model into the "losses" collection (e.g. HWA's DAC-range
     decay) are added to the task loss. An `hwa` rng stream is passed besides `dropout`.
@@ -210,7 +318,14 @@ def finetune(
         raise ValueError(f"{spec.name} needs a head with {spec.num_labels} outputs, the model has {num_labels}")
     d = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if d is not None:
-        done = load_finetuned(d, variables)
+        check_checkpoint(d, discard=discard_damaged)
+        try:
+            done = load_finetuned(d, variables)
+        except DamagedCheckpoint as err:  # parses, but does not fit this model
+            if not discard_damaged:
+                raise
+            _discard(d, err)
+            done = None
         if done is not None:
             log.info("loaded finished fine-tuning run from %s", d)
             return done
@@ -226,16 +341,21 @@ def finetune(
     step, losses = 0, []
     state_path = d / "state.msgpack" if d is not None else None
     if state_path is not None and state_path.is_file():
-        saved = flax.serialization.from_bytes(
-            {"params": params, "opt_state": opt_state, "step": 0, "losses": np.zeros(0, np.float32)},
-            state_path.read_bytes(),
-        )
-        params, opt_state, step = saved["params"], saved["opt_state"], int(saved["step"])
-        losses = [float(x) for x in np.asarray(saved["losses"]).ravel()]
-        log.info("resuming fine-tuning at step %d/%d from %s", step, total, d)
+        target = {"params": params, "opt_state": opt_state, "step": 0, "losses": np.zeros(0, np.float32)}
+        try:
+            saved = _read_msgpack(state_path, target)
+        except DamagedCheckpoint as err:
+            if not discard_damaged:
+                raise
+            _discard(d, err)
+            saved = None
+        if saved is not None:
+            params, opt_state, step = saved["params"], saved["opt_state"], int(saved["step"])
+            losses = [float(x) for x in np.asarray(saved["losses"]).ravel()]
+            log.info("resuming fine-tuning at step %d/%d from %s", step, total, d)
     dropout_key = jax.random.key(config.seed)
 
-    train_step = jax.jit(make_train_step(module, variables, spec, tx, project))
+    train_step = jax.jit(make_train_step(module, variables, spec, tx, project, scan_layers=scan_layers))
 
     def save(status: str):
         if d is None:

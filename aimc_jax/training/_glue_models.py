@@ -21,7 +21,7 @@ from flax import traverse_util
 from aimc_jax._cache import atomic_write, cache_dir
 from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import GlueSplit, encode, make_batches, task_spec, task_splits
-from aimc_jax.training._finetune import FinetuneConfig, finetune
+from aimc_jax.training._finetune import FinetuneConfig, check_checkpoint, finetune
 from aimc_jax.training._finetune import finished as finished_run
 
 __all__ = ["GlueModel", "glue_model", "hwa_glue_model", "hwa_recipe", "recipe"]
@@ -69,6 +69,7 @@ def glue_model(
     splits: tuple[GlueSplit, GlueSplit] | None = None,
     max_length: int = 128,
     progress: bool = True,
+    discard_damaged: bool = False,
 ) -> GlueModel:
     """Load the cached fine-tuned model for `task`, or fine-tune and cache it.
 
@@ -81,6 +82,8 @@ def glue_model(
         `aimc_jax.data.rotten_tomatoes_splits()`); their `note` enters the cache key.
       max_length: maximum tokens per example.
       progress: progress bars.
+      discard_damaged: a damaged cached checkpoint raises `DamagedCheckpoint` naming the
+        file (default); True deletes it and fine-tunes again.
 
     Returns:
       `GlueModel`; `info["fp_eval"]` holds the float model's metrics on the eval split
@@ -108,7 +111,7 @@ def glue_model(
     d = cache_dir("finetuned", f"{Path(model).name}-{spec.name}-{tag}")
     atomic_write(d / "identity.json", ident)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    finished = finished_run(d)
+    finished = check_checkpoint(d, discard=discard_damaged) and finished_run(d)
     log = logging.getLogger("aimc_jax")
     level = log.level
     if finished:  # the head initialised by from_pretrained is replaced by the checkpoint's: no warning
@@ -118,8 +121,9 @@ def glue_model(
     finally:
         log.setLevel(level)
     variables, info = finetune(
-        module, variables, encode(train, tokenizer, max_length), spec, config, checkpoint_dir=d, progress=progress
-    )
+        module, variables, encode(train, tokenizer, max_length), spec, config, checkpoint_dir=d, progress=progress,
+        discard_damaged=discard_damaged,
+    )  # fmt: skip
     gm = GlueModel(module, variables, tokenizer, train, ev, max_length, info, d)
     if "fp_eval" not in info:
         info = {**info, "fp_eval": evaluate_float(module, variables, gm.batches("eval"), ev), "note": ev.note}
@@ -145,6 +149,8 @@ def hwa_glue_model(
     calibration_examples: int = 512,
     progress: bool = True,
     train: bool = True,
+    discard_damaged: bool = False,
+    scan_layers: bool = False,
     **glue_model_kwargs,
 ):
     """HWA fine-tuning of the FP fine-tuned model for `task` (cached like `glue_model`).
@@ -159,6 +165,10 @@ def hwa_glue_model(
       progress: progress bars.
       train: False loads a finished run and never trains (`FileNotFoundError` when there is
         none), e.g. to report what a long experiment has finished so far.
+      scan_layers: train with the encoder layers scanned (`make_train_step`): compiles in
+        seconds for big models, other noise draws (a separate cache entry).
+      discard_damaged: a damaged cached checkpoint (this run's or the base's) raises
+        `DamagedCheckpoint` naming the file (default); True deletes it and trains again.
 
     Returns:
       (GlueModel with the plain HWA-trained weights, {layer: Ranges} learned by full HWA
@@ -182,7 +192,7 @@ def hwa_glue_model(
     )
 
     tile_config = tile_config or TileConfig()
-    base = base or glue_model(task, progress=progress, **glue_model_kwargs)
+    base = base or glue_model(task, progress=progress, discard_damaged=discard_damaged, **glue_model_kwargs)
     spec = task_spec(task)
     config = config or hwa_recipe(spec.name)
     ident = {
@@ -193,9 +203,11 @@ def hwa_glue_model(
         "config": dataclasses.asdict(config),
         "calibration_examples": calibration_examples,
     }
+    if scan_layers:  # other random draws than the unrolled run: its own cache entry (unrolled keys unchanged)
+        ident["scan_layers"] = True
     tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     d = cache_dir("hwa", f"{base.checkpoint_dir.name}-{hwa.mode}-{tag}")
-    if not train and not finished_run(d):
+    if not train and not (check_checkpoint(d, discard=discard_damaged) and finished_run(d)):
         raise FileNotFoundError(f"no finished {hwa.mode} HWA run for {spec.name} in {d} (train=False)")
     atomic_write(d / "identity.json", json.dumps(ident, sort_keys=True))
     module = Encoder(base.module.config, dense=hwa_dense_factory(hwa, tile_config))
@@ -223,6 +235,8 @@ def hwa_glue_model(
         progress=progress,
         optimizer=optimizer,
         project=project,
+        discard_damaged=discard_damaged,
+        scan_layers=scan_layers,
     )
     plain, ranges = split_hwa_variables(variables, tile_config)
     gm = GlueModel(base.module, plain, base.tokenizer, base.train, base.eval, base.max_length, info, d)
