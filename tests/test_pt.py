@@ -242,3 +242,18 @@ def test_pt_refuses_an_update_that_makes_a_range_infinite(tiny):
         pt.optimize_ranges(pulls_up, ranges, [None], optax.sgd(300.0), steps=1, key=jax.random.key(0), progress=False)
     for r in info.value.ranges.values():
         assert np.all(np.isfinite(np.asarray(r.input))) and np.all(np.asarray(r.input) > 0)
+
+
+def test_pt_refuses_a_range_that_moves_beyond_e30_of_its_start(tiny):
+    _, variables, _ = tiny
+    ranges = aj.init_model_ranges(variables, aj.TileConfig())
+
+    def pulls_down(r, batch, key):  # finite everywhere; each step moves log beta by -8 (sgd, rate 8)
+        return sum(jnp.sum(jnp.log(x.input)) for x in r.values())
+
+    with pytest.raises(pt.PTDiverged, match=r"more than e\^30") as info:
+        pt.optimize_ranges(pulls_down, ranges, [None], optax.sgd(8.0), steps=10, key=jax.random.key(0),
+                           fields="input", progress=False)  # fmt: skip
+    assert info.value.step == 3  # log beta: -8, -16, -24 accepted; -32 refused
+    for name, r in info.value.ranges.items():
+        np.testing.assert_allclose(np.log(r.input / ranges[name].input), -24.0, rtol=1e-5)

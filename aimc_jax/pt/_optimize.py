@@ -117,6 +117,9 @@ def _transformation(tx) -> optax.GradientTransformation:
     return tx.build() if isinstance(tx, _Injected) else tx
 
 
+MAX_LOG_CHANGE = 30.0  # a range further than e^30 from its start counts as diverged
+
+
 @functools.cache
 def _checked_fn(fn):
     """`fn` in the checked mode, built once per objective function (its compilation is reused)."""
@@ -124,7 +127,7 @@ def _checked_fn(fn):
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "tx"))
-def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, *, fn, tx):
+def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, theta0, *, fn, tx):
     """One PT step: loss and gradient on log ranges, optimiser update, finiteness of loss and new ranges.
 
     Module-level and keyed only on (objective function, optimiser) and the shapes,
@@ -142,6 +145,8 @@ def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, *, fn,
     new = optax.apply_updates(theta, updates)
     leaves = [jnp.exp(x) for x in jax.tree.leaves(new)]
     ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v) & (v > 0)) for v in leaves]))
+    moved = jax.tree.map(lambda a, b: jnp.all(jnp.abs(a - b) <= MAX_LOG_CHANGE), new, theta0)
+    ok = ok & jnp.all(jnp.stack(jax.tree.leaves(moved)))
     return new, opt_state, loss, jnp.isfinite(loss) & ok
 
 
@@ -205,7 +210,7 @@ def optimize_ranges(
 
     Returns:
       `PTResult`. Raises `PTDiverged` (with the last finite ranges) on a non-finite
-      loss, or when an update makes a range non-finite or zero.
+      loss, or when an update makes a range non-finite or zero or moves it more than e^30 from its start.
     """
     if key is None:
         raise TypeError("optimize_ranges() needs an explicit PRNG key: pass key=jax.random.key(seed)")
@@ -239,7 +244,7 @@ def optimize_ranges(
     layer_names = select_layers(ranges, layers)
     if not isinstance(objective, Objective):
         objective = Objective(_Plain(objective))
-    theta = split_ranges(ranges, fields, layer_names)
+    theta = theta0 = split_ranges(ranges, fields, layer_names)
     opt_state = _transformation(tx).init(theta)
     ranges = dict(ranges)
     if checked and steps:
@@ -257,6 +262,7 @@ def optimize_ranges(
             jax.random.fold_in(key, s),
             objective.frozen,
             rates[s],
+            theta0,
             fn=objective.fn,
             tx=tx,
         )
@@ -266,7 +272,8 @@ def optimize_ranges(
             bar.close()
             last = merge_ranges(ranges, theta)
             raise PTDiverged(
-                f"PT diverged at step {s}: loss {loss}, or a range became non-finite or zero; "
+                f"PT diverged at step {s}: loss {loss}, or a range became non-finite or zero or moved more than "
+                f"e^{MAX_LOG_CHANGE:g} from its start; "
                 "lower the learning rate. The exception's .ranges hold the last finite ranges.",
                 last,
                 s,
