@@ -12,6 +12,8 @@ import math
 
 __all__ = ["TileConfig"]
 
+_PROGRAMMED_CONDUCTANCES = ("rescaled", "devices")
+_DRIFT_READOUTS = ("forward", "exact")
 _NOISE_PRNGS = ("hash", "jax", "rbg", "unsafe_rbg")
 _CROSSBAR_KERNELS = ("auto", "unrolled", "batched")
 
@@ -46,7 +48,9 @@ class TileConfig:
 
     Attributes:
       max_input_size: rows of one crossbar (inputs); layers are split near-equally.
-      max_output_size: columns of one crossbar (outputs).
+      max_output_size: columns of one crossbar (outputs); None (or 0): inputs-only tiling
+        (aihwkit's `StandardHWATrainingPreset`, `max_output_size=0`): 512-row slabs
+        across all outputs, one DAC range and one drift-compensation alpha per slab.
       inp_res: DAC steps over [-1, 1] (step 2/inp_res); 0 or None: no quantisation.
       inp_clip: the DAC clips normalised inputs x / beta to [-1, 1] (a real DAC
         does). False: an unbounded DAC (the grid, if any, extends without limit), for
@@ -62,6 +66,19 @@ class TileConfig:
       t0: drift reference time in seconds.
       t_read: read duration in seconds for the 1/f noise.
       drift_compensation: global drift compensation per crossbar.
+      programmed_conductances: what drift and read noise act on. "rescaled" (default,
+        aihwkit's order): the programmed net weights w_p = (g+ - g-) / g_max of a
+        crossbar are converted back into one device per pair and rescaled so that
+        the crossbar's largest |w_p| sits at g_max (inference/noise/base.py, the
+        conductance converter), then drift and 1/f read noise act on those
+        conductances and the read-out is scaled back. "devices": each device keeps its
+        own programmed conductance (both devices of a pair drift and read noisily).
+        The rescale factor is treated as a constant by gradients.
+      drift_readout: how drift compensation reads a crossbar out. "forward" (default,
+        aihwkit's `GlobalDriftCompensation`): the identity through the tile's forward
+        (DAC at full scale, output noise, ADC at `out_bound`/`out_res`), mean |y|,
+        right after programming and again at t, so alpha under-compensates slightly
+        and depends on gamma; "exact": mean |g+ - g-| / g_max of the devices.
       noise_prng: generator of every Gaussian draw (the key passed to `program`,
         `read` or `mvm` decides the stream in every case): "hash" (default) a
         counter-based hash seeded by the key, vmap-invariant, for the programming
@@ -85,7 +102,7 @@ class TileConfig:
     """
 
     max_input_size: int = 512
-    max_output_size: int = 512
+    max_output_size: int | None = 512
     inp_res: int | None = 254
     inp_clip: bool = True
     out_res: int | None = 254
@@ -98,14 +115,19 @@ class TileConfig:
     t0: float = 20.0
     t_read: float = 250e-9
     drift_compensation: bool = True
+    programmed_conductances: str = "rescaled"
+    drift_readout: str = "forward"
     noise_prng: str = "hash"
     crossbar_kernel: str = dataclasses.field(default="auto", repr=False)
 
     def __post_init__(self):
         for name in ("max_input_size", "max_output_size"):
             value = getattr(self, name)
+            if name == "max_output_size" and (value is None or (value == 0 and not isinstance(value, bool))):
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TileConfig.{name} must be an int >= 1, got {value!r}")
+                extra = " (or None for inputs-only tiling)" if name == "max_output_size" else ""
+                raise ValueError(f"TileConfig.{name} must be an int >= 1{extra}, got {value!r}")
         _check_resolution("inp_res", self.inp_res)
         _check_resolution("out_res", self.out_res)
         _check_positive("out_bound", self.out_bound, allow_none=True)
@@ -122,6 +144,13 @@ class TileConfig:
             raise ValueError(f"TileConfig.inp_clip must be a bool, got {self.inp_clip!r}")
         if not isinstance(self.drift_compensation, bool):
             raise ValueError(f"TileConfig.drift_compensation must be a bool, got {self.drift_compensation!r}")
+        if self.programmed_conductances not in _PROGRAMMED_CONDUCTANCES:
+            raise ValueError(
+                f"TileConfig.programmed_conductances must be one of {_PROGRAMMED_CONDUCTANCES}, "
+                f"got {self.programmed_conductances!r}"
+            )
+        if self.drift_readout not in _DRIFT_READOUTS:
+            raise ValueError(f"TileConfig.drift_readout must be one of {_DRIFT_READOUTS}, got {self.drift_readout!r}")
         if self.noise_prng not in _NOISE_PRNGS:
             raise ValueError(f"TileConfig.noise_prng must be one of {_NOISE_PRNGS}, got {self.noise_prng!r}")
         if self.crossbar_kernel not in _CROSSBAR_KERNELS:
@@ -149,6 +178,34 @@ class TileConfig:
         )
         fields.update(overrides)
         return cls(**fields)
+
+    @classmethod
+    def aihwkit_inference(cls, **overrides) -> TileConfig:
+        """aihwkit's `InferenceRPUConfig` + `PCMLikeNoiseModel` + `GlobalDriftCompensation` (the defaults).
+
+        512 x 512 crossbars, 8-bit DAC/ADC (254 steps), ADC bound 10, output noise
+        0.04, the PCM programming noise, drift and 1/f read noise acting on the
+        programmed weights re-converted at each crossbar's scale, and the identity
+        read-out through the forward for drift compensation. The weight mapping is
+        `init_ranges`' choice: `weight_mapping="tile"` for a plain `InferenceRPUConfig`
+        (one abs-max per tile), "column" (default) for `weight_scaling_columnwise=True`.
+        Not modelled: noise/bound management (the paper's static DAC ranges replace
+        them), short-term weight noise, IR drop.
+        """
+        return cls(**overrides)
+
+    @classmethod
+    def aihwkit_standard_hwa(cls, **overrides) -> TileConfig:
+        """aihwkit's `StandardHWATrainingPreset` at inference, as far as the tile model goes.
+
+        Inputs-only tiling (`max_output_size=0` there: 512-row slabs across all outputs,
+        one DAC range and one alpha per slab), 254-step DAC/ADC, ADC bound 10, output
+        noise 0.04, PCM noise and global drift compensation; map weights with
+        `weight_mapping="column"` (its `weight_scaling_columnwise=True`). Not modelled:
+        its short-term weight noise (`w_noise=0.0175`, type PCM_READ, per MVM) and IR
+        drop (`ir_drop=1.0`); HWA training's own weight noise is `HWAConfig`'s.
+        """
+        return cls(**{"max_output_size": None, **overrides})
 
     def replace(self, **changes) -> TileConfig:
         """`dataclasses.replace` as a method (re-validates)."""

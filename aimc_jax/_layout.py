@@ -75,7 +75,8 @@ def tile_layout(in_features: int, out_features: int, config: TileConfig) -> Tile
     Args:
       in_features: rows of the weight (inputs of the layer).
       out_features: columns of the weight (outputs).
-      config: gives `max_input_size` and `max_output_size`.
+      config: gives `max_input_size` and `max_output_size` (None: the outputs are not
+        split, every crossbar spans all of them: aihwkit's inputs-only tiling).
 
     Returns:
       A `TileLayout`; e.g. (768, 3072) -> in_sizes (384, 384), out_sizes 6 x 512.
@@ -83,7 +84,8 @@ def tile_layout(in_features: int, out_features: int, config: TileConfig) -> Tile
     for name, value in (("in_features", in_features), ("out_features", out_features)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"tile_layout: {name} must be a positive int, got {value!r}")
-    return _tile_layout(int(in_features), int(out_features), config.max_input_size, config.max_output_size)
+    max_out = config.max_output_size or int(out_features)  # None: inputs-only tiling, one slab over all outputs
+    return _tile_layout(int(in_features), int(out_features), config.max_input_size, max_out)
 
 
 @functools.cache

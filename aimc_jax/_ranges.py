@@ -11,15 +11,17 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from aimc_jax._checks import check_finite, check_positive
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, split_last, tile_layout
 
-__all__ = ["DEFAULT_INPUT_RANGE", "INPUT_STD_ALPHA", "Ranges", "init_ranges"]
+__all__ = ["DEFAULT_INPUT_RANGE", "INPUT_STD_ALPHA", "WEIGHT_MAPPINGS", "Ranges", "init_ranges"]
 
 DEFAULT_INPUT_RANGE = 3.0  # aihwkit's input range `init_value`
 INPUT_STD_ALPHA = 3.0  # aihwkit's `init_std_alpha`
+WEIGHT_MAPPINGS = ("column", "tile")  # gamma: abs-max per (input block, column), or per crossbar
 
 
 @jax.tree_util.register_dataclass
@@ -71,7 +73,7 @@ def check_ranges(ranges: Ranges, layout: TileLayout, where: str) -> None:
         check_positive(getattr(ranges, name), f"{where}: ranges.{name}")
 
 
-def init_ranges(weight, config: TileConfig, *, inputs=None) -> Ranges:
+def init_ranges(weight, config: TileConfig, *, inputs=None, weight_mapping: str = "column") -> Ranges:
     """Naive ranges: column abs-max per input block; DAC range from input statistics.
 
     Args:
@@ -80,6 +82,12 @@ def init_ranges(weight, config: TileConfig, *, inputs=None) -> Ranges:
       inputs: optional calibration inputs (..., in_features). Per input block a,
         beta[a, :] = min(max|x_a|, 3 * std(x_a)) (aihwkit's `init_std_alpha` = 3,
         never wider than the largest input seen); without inputs beta = 3.0.
+      weight_mapping: how gamma maps weights to conductances. "column" (default):
+        the abs-max of each column inside each input block (aihwkit's
+        `weight_scaling_omega=1, weight_scaling_columnwise=True`, the HWA preset's
+        mapping); "tile": one abs-max per crossbar, shared by its columns (a plain
+        `InferenceRPUConfig` mapping), which leaves small columns at small
+        conductances (larger relative noise).
 
     Returns:
       `Ranges` with `output=None`. All-zero columns or inputs get range 1.0.
@@ -88,9 +96,14 @@ def init_ranges(weight, config: TileConfig, *, inputs=None) -> Ranges:
     if weight.ndim != 2:
         raise ValueError(f"init_ranges: weight must be 2-D (in, out), got shape {weight.shape}")
     check_finite(weight, "init_ranges: weight")
+    if weight_mapping not in WEIGHT_MAPPINGS:
+        raise ValueError(f"init_ranges: weight_mapping must be one of {WEIGHT_MAPPINGS}, got {weight_mapping!r}")
     layout = tile_layout(*weight.shape, config)
     blocks = split_last(jnp.abs(weight).T, layout.in_sizes)  # (out, n_in, bi)
     gamma = jnp.max(blocks, axis=-1).T  # (n_in, out)
+    if weight_mapping == "tile":  # the crossbar's abs-max for each of its columns
+        per_tile = jnp.max(split_last(gamma, layout.out_sizes, fill=0.0), axis=-1)  # (n_in, n_out)
+        gamma = jnp.repeat(per_tile, np.asarray(layout.out_sizes), axis=1, total_repeat_length=layout.out_features)
     gamma = jnp.where(gamma > 0, gamma, 1.0).astype(jnp.float32)
     if inputs is None:
         beta = jnp.full((layout.n_in, layout.n_out), DEFAULT_INPUT_RANGE, jnp.float32)

@@ -27,7 +27,11 @@ __all__ = ["NOISE_VERSION", "bits_to_normal", "hash_normal"]
 # 3: programming noise, drift exponents and read noise drawn with this generator too
 #    (noise_prng="hash"), and each layer's output noise keyed by fold_in(key, crc32(name))
 #    instead of flax's rng stream (same statistics, other draws).
-NOISE_VERSION = 3
+# 4: aihwkit's order by default (TileConfig.programmed_conductances="rescaled": drift and read
+#    noise act on the programmed net weights re-converted at the crossbar's scale) and the
+#    drift-compensation read-out through output noise and ADC (drift_readout="forward"), whose
+#    output noise is drawn from fold_in(programming or read key, 2).
+NOISE_VERSION = 4
 
 
 def _mix(h):

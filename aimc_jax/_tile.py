@@ -136,7 +136,7 @@ def _program(weight, ranges, config, key):
     gamma = ranges.column.astype(jnp.float32)
     w = jnp.clip(w / _blocked_column(gamma, layout)[:, :, None, :], -1.0, 1.0)
     g_prog, nus = _program_devices(w, key, config, mask)
-    reference = _reference(g_prog, config, mask)
+    reference = _reference(g_prog, config, mask, key)
     return ProgrammedTile(g_prog[0], g_prog[1], nus[0], nus[1], reference, gamma, layout)
 
 
@@ -173,7 +173,7 @@ def _read(programmed, t, config, key):
     mask = valid_mask(layout)
     pairs = (programmed.g_plus, programmed.g_minus), (programmed.nu_plus, programmed.nu_minus)
     weights = _read_devices(*pairs, jnp.asarray(t, jnp.float32), key, config, mask)
-    alpha = _compensation(programmed.reference, weights, config, mask)
+    alpha = _compensation(programmed.reference, weights, config, mask, key)
     return TileState(weights, alpha, programmed.column, layout)
 
 
@@ -200,15 +200,46 @@ def _program_devices(w, key, config: TileConfig, mask):
     return tuple(g_prog), tuple(nus)
 
 
-def _reference(g_prog, config: TileConfig, mask):
-    """The drift-compensation reference: mean |g+ - g-| / g_max per crossbar, right after programming."""
-    return jax.lax.stop_gradient(_crossbar_mean_abs((g_prog[0] - g_prog[1]) / config.g_max, mask))
+def _reference(g_prog, config: TileConfig, mask, key_program):
+    """The drift-compensation reference per crossbar, right after programming (no read noise yet)."""
+    weights = (g_prog[0] - g_prog[1]) / config.g_max
+    return jax.lax.stop_gradient(_readout(weights, config, mask, jax.random.fold_in(key_program, _READOUT_STREAM)))
+
+
+# the output-noise stream of the compensation read-outs: fold_in(programming or read key, this)
+_READOUT_STREAM = 2
+
+
+def _readout(weights, config: TileConfig, mask, key):
+    """Global drift compensation's read-out of each crossbar: (n_in, n_out) mean |y| over its outputs.
+
+    "forward": the identity through the tile (one-hot inputs at full scale pass the
+    DAC exactly, y = the crossbar's rows, plus output noise, then the ADC), as
+    aihwkit's `GlobalDriftCompensation` reads a tile; "exact": mean |w|.
+    """
+    if config.drift_readout == "forward":
+        if config.out_noise:
+            weights = weights + config.out_noise * _normal(key, weights.shape, config.noise_prng)
+        if config.out_bound is not None:
+            weights = fake_quantize(weights, jnp.float32(config.out_bound), config.out_res)
+        weights = jnp.where(mask, weights, 0.0)
+    return _crossbar_mean_abs(weights, mask)
 
 
 def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
-    """Programmed pairs -> normalised weights (g+ - g-) / g_max after drift and read noise at time t."""
+    """Programmed pairs -> normalised weights (g+ - g-) / g_max after drift and read noise at time t.
+
+    With `programmed_conductances="rescaled"` the programmed net weights are first
+    re-converted to one device per pair at the crossbar's own scale (aihwkit's order,
+    the scale a constant for gradients); with "devices" each device keeps its own.
+    """
     g_max = config.g_max
     keys = jax.random.split(key)
+    peak = None
+    if config.programmed_conductances == "rescaled":
+        w_prog = (g_prog[0] - g_prog[1]) / g_max
+        peak = jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(w_prog), axis=(2, 3), keepdims=True), 1e-7))
+        g_prog = (g_max * jnp.maximum(w_prog, 0.0) / peak, g_max * jnp.maximum(-w_prog, 0.0) / peak)
     finals = []
     for i, (g_p, nu) in enumerate(zip(g_prog, nus, strict=True)):
         g_t = g_p * _pcm.drift_factor(nu, t, config.t0) if config.drift_scale else g_p
@@ -217,14 +248,17 @@ def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
             noise = _normal(keys[i], g_p.shape, _device_prng(config))
             g_t = jnp.maximum(g_t + config.read_noise_scale * jnp.abs(g_t) * sig * noise, 0.0)
         finals.append(jnp.where(mask, g_t, 0.0))
-    return (finals[0] - finals[1]) / g_max
+    weights = (finals[0] - finals[1]) / g_max
+    return weights if peak is None else weights * peak
 
 
-def _compensation(reference, weights, config: TileConfig, mask):
-    """Global drift compensation per crossbar: reference / mean |w(t)| (1 when off), no gradient."""
+def _compensation(reference, weights, config: TileConfig, mask, key_read):
+    """Global drift compensation per crossbar: reference / read-out at t (1 when off), no gradient."""
     if not config.drift_compensation:
         return jnp.ones(reference.shape, jnp.float32)
-    current = _crossbar_mean_abs(weights, mask)
+    current = _readout(jax.lax.stop_gradient(weights), config, mask, jax.random.fold_in(key_read, _READOUT_STREAM))
+    if config.drift_readout == "forward":  # aihwkit clamps both read-outs at 1e-4
+        reference, current = jnp.maximum(reference, 1e-4), jnp.maximum(current, 1e-4)
     return jax.lax.stop_gradient(reference / jnp.maximum(current, 1e-12))
 
 
@@ -234,7 +268,8 @@ def fresh_state(weight, ranges: Ranges, t, config: TileConfig, *, key_program, k
     The same draws and values up to float32 rounding (the fused program contracts some
     multiply-adds differently), with a cheaper gradient: every read-out weight depends
     only on its own normalised weight w = clip(W / gamma, -1, 1), so its derivative is
-    one number per device, written out (`_chip_slope`) and applied in the backward pass
+    one number per device (`_chip_weights_and_slope`: one `jvp` of the elementwise chain;
+    `_chip_slope` writes it out for "devices") and applied in the backward pass
     instead of differentiating the noise chain (MiniLM PT step at 16 x 32: 3.5 s -> 1.2 s
     on 2 CPU cores). What the PT objectives draw a fresh chip with.
     """
@@ -254,7 +289,7 @@ def _fresh_state(weight, ranges, t, config, key_program, key_read):
         to_blocks(weight.astype(jnp.float32), layout), _blocked_column(gamma, layout), key_program, key_read, t,
         config, layout,
     )  # fmt: skip
-    alpha = _compensation(reference, weights, config, valid_mask(layout))
+    alpha = _compensation(reference, weights, config, valid_mask(layout), key_read)
     return TileState(weights, alpha, gamma, layout)
 
 
@@ -268,13 +303,37 @@ def _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout
     """Weight blocks and blocked column ranges -> (read-out weights, compensation reference)."""
     mask = valid_mask(layout)
     g_prog, nus = _program_devices(_normalised(blocks, gamma_blocks), key_program, config, mask)
-    return _read_devices(g_prog, nus, t, key_read, config, mask), _reference(g_prog, config, mask)
+    return _read_devices(g_prog, nus, t, key_read, config, mask), _reference(g_prog, config, mask, key_program)
 
 
 def _chip_weights_fwd(blocks, gamma_blocks, key_program, key_read, t, config, layout):
-    out = _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout)
-    slope = _chip_slope(_normalised(blocks, gamma_blocks), key_program, key_read, t, config, layout)
+    w = _normalised(blocks, gamma_blocks)
+    if config.programmed_conductances == "devices" and _SLOPE == "written":
+        out = _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout)
+        slope = _chip_slope(w, key_program, key_read, t, config, layout)
+    else:
+        out, slope = _chip_weights_and_slope(w, key_program, key_read, t, config, layout)
     return out, (slope, blocks, gamma_blocks)
+
+
+# how the per-device slope is computed when each device keeps its own conductance: "written"
+# (`_chip_slope`) or "jvp" (forward-mode autodiff of the elementwise chain, as in "rescaled")
+_SLOPE = "written"
+
+
+def _chip_weights_and_slope(w, key_program, key_read, t, config: TileConfig, layout):
+    """((read-out weights, reference), d weight / d w per device) by forward-mode autodiff.
+
+    Every read-out weight depends on its own w only (the rescale factor of
+    "rescaled" is a constant for gradients), so one `jvp` with tangent 1 through the
+    elementwise device chain gives the whole derivative, with autodiff's own rules.
+    """
+    mask = valid_mask(layout)
+    (g_prog, nus), tangents = jax.jvp(
+        lambda v: _program_devices(v, key_program, config, mask), (w,), (jnp.ones_like(w),)
+    )
+    weights, slope = jax.jvp(lambda g, n: _read_devices(g, n, t, key_read, config, mask), (g_prog, nus), tangents)
+    return (weights, _reference(g_prog, config, mask, key_program)), jnp.where(mask, slope, 0.0)
 
 
 def _chip_weights_bwd(config, layout, residuals, cotangents):

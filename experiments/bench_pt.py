@@ -64,6 +64,7 @@ PT_LR = 0.05
 MEMORY_PT_STEPS = 3
 REMAT: set[str] = set()  # "model" or "model@shape" whose PT objective runs with remat=True (--remat)
 SCAN_TRAIN: set[str] = set()  # models whose float/HWA train steps also run with scanned layers (--scan-train)
+REMAT_HWA: set[str] = set()  # "model" or "model@shape" whose scanned HWA steps recompute layers (--remat-hwa)
 CHIPS = 8
 RANGE_PARAM = "input_range"  # the name HWADense gives its learnable DAC range (aimc_jax.training._hwa)
 COMPILE_KINDS = ("compile-analog-forward", "compile-pt-step", "compile-float-forward", "compile-float-step")
@@ -156,9 +157,9 @@ def adamw(learning_rate: float) -> optax.GradientTransformation:
     return optax.adamw(learning_rate, weight_decay=0.01, mask=decay_mask)
 
 
-def train_step(module, variables, tx, project=None, scan: bool = False):
+def train_step(module, variables, tx, project=None, scan: bool = False, remat: bool = False):
     """`training.finetune`'s step (`training.make_train_step`) on the SST-2 loss."""
-    return make_train_step(module, variables, task_spec(TASK), tx, project, scan_layers=scan)
+    return make_train_step(module, variables, task_spec(TASK), tx, project, scan_layers=scan, remat_layers=remat)
 
 
 def float_program(module, variables, scan: bool = False):
@@ -171,7 +172,7 @@ def uses_remat(name: str, shape: str) -> bool:
     return name in REMAT or f"{name}@{shape}" in REMAT
 
 
-def hwa_program(module, variables, ranges, cfg, mode: str, scan: bool = False):
+def hwa_program(module, variables, ranges, cfg, mode: str, scan: bool = False, remat: bool = False):
     """(HWA train step, its arguments but the batch and key), built as `hwa_glue_model` builds it.
 
     Full mode: DAC ranges from `ranges` (here the naive 3.0, not the calibrated |mean| + 3 std) as
@@ -189,7 +190,7 @@ def hwa_program(module, variables, ranges, cfg, mode: str, scan: bool = False):
     tx = optax.multi_transform({"weights": adamw(2e-5), "ranges": range_optimizer(hwa, 1000)}, label)
     project = (lambda p: clip_weights(p, hwa.clip_sigma)) if mode == "full" else None
     params = variables["params"]
-    return train_step(hwa_module, variables, tx, project, scan=scan), (params, tx.init(params))
+    return train_step(hwa_module, variables, tx, project, scan=scan, remat=remat), (params, tx.init(params))
 
 
 def pt_step_program(module, variables, cfg, ranges, remat: bool = False):
@@ -344,7 +345,8 @@ def bench(name: str, shape: str, args) -> dict:
         step, fixed = float_program(module, variables, scan=True)
         programs["float_scan"] = (step, *fixed, batch, key)
     for mode in ("full", "reduced"):
-        step, fixed = hwa_program(module, variables, ranges, cfg, mode, scan=scan)
+        remat = scan and (name in REMAT_HWA or f"{name}@{shape}" in REMAT_HWA)
+        step, fixed = hwa_program(module, variables, ranges, cfg, mode, scan=scan, remat=remat)
         programs[f"hwa_{mode}"] = (step, *fixed, batch, key)
     thunks = {}
     for label, (fn, *fn_args) in programs.items():
@@ -436,7 +438,8 @@ def header(args) -> list[str]:
         f"- settings: default `TileConfig`, drift time {T:.0f} s, {TASK} loss, PT Adam {PT_LR} on log ranges "
         f"(column + input), {args.steps} PT steps, {args.repeats} interleaved rounds; PT objective with "
         f"`remat=True` (layers recomputed in the backward pass) for: {', '.join(sorted(args.remat)) or 'none'}; "
-        f"float and HWA train steps also with scanned layers for: {', '.join(sorted(args.scan_train)) or 'none'}",
+        f"float and HWA train steps also with scanned layers for: {', '.join(sorted(args.scan_train)) or 'none'}"
+        f" (HWA steps with remat for: {', '.join(sorted(REMAT_HWA)) or 'none'})",
     ]
 
 
@@ -460,12 +463,19 @@ def main():
         help="models whose float and HWA train steps also run with the layers scanned (make_train_step(scan_layers="
         "True)); their HWA steps are compared with the scanned float step",
     )
+    parser.add_argument(
+        "--remat-hwa",
+        default="roberta-base@32x128",
+        help="models (or model@shape) whose scanned HWA steps recompute each layer in the backward pass "
+        "(compared with the scanned float step without it)",
+    )
     parser.add_argument("--child", choices=COMPILE_KINDS + MEMORY_KINDS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.remat = {m.strip() for m in args.remat.split(",") if m.strip()}
     REMAT.update(args.remat)
     args.scan_train = {m.strip() for m in args.scan_train.split(",") if m.strip()}
     SCAN_TRAIN.update(args.scan_train)
+    REMAT_HWA.update(m.strip() for m in args.remat_hwa.split(",") if m.strip())
     if args.child:
         print(json.dumps(child(args.child, args)), flush=True)
         return

@@ -441,8 +441,9 @@ def test_hash_and_threefry_chips_agree_statistically():
 
 @pytest.mark.parametrize("prng", ["hash", "jax"])
 def test_draws_of_different_quantities_are_independent(prng):
-    # constant weights, so each quantity's spread is its own draw alone
-    cfg = DEFAULT.replace(noise_prng=prng)
+    # constant weights, so each quantity's spread is its own draw alone; each device keeps its own
+    # programmed conductance here, so that a zeroed device reads out zero
+    cfg = DEFAULT.replace(noise_prng=prng, programmed_conductances="devices")
     _, _, chip = _const_layer_chip(0.5, cfg, seed=15)
     # each device's standardised read-noise draw: a small read-noise scale, so that max(0, .) never clips,
     # and the other device of the pair zeroed
@@ -640,6 +641,10 @@ _FRESH_CONFIGS = {
     "strong-noise": aj.TileConfig(prog_noise_scale=3.0, read_noise_scale=3.0, drift_scale=2.0),
     "no-drift": aj.TileConfig(drift_scale=0.0),
     "read-noise-only": aj.TileConfig(prog_noise_scale=0.0, drift_scale=0.0),
+    "devices": aj.TileConfig(programmed_conductances="devices"),  # the written slope (`_chip_slope`)
+    "devices-strong-exact": aj.TileConfig(
+        programmed_conductances="devices", drift_readout="exact", prog_noise_scale=3.0, drift_scale=2.0
+    ),
 }
 
 

@@ -200,7 +200,9 @@ def _layer_keys(key, names: Iterable[str]) -> dict:
     return {name: keys[i] for i, name in enumerate(names)}
 
 
-def init_model_ranges(variables, config: ConfigLike, *, calibration: Mapping | None = None) -> dict[str, Ranges]:
+def init_model_ranges(
+    variables, config: ConfigLike, *, calibration: Mapping | None = None, weight_mapping: str = "column"
+) -> dict[str, Ranges]:
     """Naive `Ranges` for every analog layer (see `aimc_jax.init_ranges` for the rules).
 
     Args:
@@ -208,13 +210,17 @@ def init_model_ranges(variables, config: ConfigLike, *, calibration: Mapping | N
       config: `TileConfig` or `LayerConfigs`.
       calibration: optional {layer name: inputs (..., in)}, e.g. from
         `collect_layer_inputs`; layers without an entry get beta = 3.0.
+      weight_mapping: "column" (abs-max per input block and column) or "tile" (per crossbar).
     """
     calibration = calibration or {}
     layers = analog_layers(variables, config)
     unknown = sorted(set(calibration) - set(layers))
     if unknown:
         raise ValueError(f"calibration names layers the model does not run in analog: {unknown[:5]}")
-    return {name: init_ranges(w, cfg, inputs=calibration.get(name)) for name, (w, cfg) in layers.items()}
+    return {
+        name: init_ranges(w, cfg, inputs=calibration.get(name), weight_mapping=weight_mapping)
+        for name, (w, cfg) in layers.items()
+    }
 
 
 # Largest group of same-shape layers programmed in one vmapped call (weights): a chip's

@@ -52,6 +52,7 @@ def calibrated_ranges(
     method: str = "naive",
     k: float = 3.0,
     q: float = 99.9,
+    weight_mapping: str = "column",
 ) -> dict[str, Ranges]:
     """Ranges with gamma = column abs-max and beta from calibration inputs by `method`.
 
@@ -63,6 +64,8 @@ def calibrated_ranges(
       method: one of `INPUT_METHODS`.
       k: std multiplier for "std".
       q: percentile for "percentile" (0-100).
+      weight_mapping: gamma per (input block, column) ("column", default) or per crossbar
+        ("tile"); see `aimc_jax.init_ranges`.
     """
     if method not in INPUT_METHODS:
         raise ValueError(f"method must be one of {INPUT_METHODS}, got {method!r}")
@@ -72,7 +75,7 @@ def calibrated_ranges(
     missing = sorted(set(layers) - set(calibration))
     if missing:
         raise ValueError(f"calibration inputs missing for {len(missing)} analog layers, e.g. {missing[:3]}")
-    ranges = init_model_ranges(variables, config)
+    ranges = init_model_ranges(variables, config, weight_mapping=weight_mapping)
     out = {}
     for name, (w, cfg) in layers.items():
         layout = tile_layout(*w.shape, cfg)
