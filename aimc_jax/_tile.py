@@ -308,17 +308,84 @@ def _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout
 
 def _chip_weights_fwd(blocks, gamma_blocks, key_program, key_read, t, config, layout):
     w = _normalised(blocks, gamma_blocks)
-    if config.programmed_conductances == "devices" and _SLOPE == "written":
+    if _SLOPE == "written":
         out = _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout)
-        slope = _chip_slope(w, key_program, key_read, t, config, layout)
+        written = _chip_slope if config.programmed_conductances == "devices" else _rescaled_slope
+        slope = written(w, key_program, key_read, t, config, layout)
     else:
         out, slope = _chip_weights_and_slope(w, key_program, key_read, t, config, layout)
     return out, (slope, blocks, gamma_blocks)
 
 
-# how the per-device slope is computed when each device keeps its own conductance: "written"
-# (`_chip_slope`) or "jvp" (forward-mode autodiff of the elementwise chain, as in "rescaled")
+# how the per-device slope is computed: "written" (`_chip_slope`, `_rescaled_slope`: one fused
+# elementwise pass, measured cheaper) or "jvp" (forward-mode autodiff of the chain; the reference
+# the written slopes are tested against)
 _SLOPE = "written"
+
+
+def _rescaled_slope(w, key_program, key_read, t, config: TileConfig, layout):
+    """d (read-out weight) / d w per device for `programmed_conductances="rescaled"`, written out.
+
+    Both programmed devices enter the net weight w_p = (g+_p - g-_p) / g_max, which is
+    re-converted to g'+ = g_max max(w_p, 0) / peak and g'- = g_max max(-w_p, 0) / peak
+    (peak, the crossbar's max |w_p|, a constant), drifted with each device's nu (drawn
+    from its target) and read noisily with Q(g'); out = (final+ - final-) peak / g_max.
+    The chain rule along that path, with autodiff's tie rules (0.5 for max at 0).
+    """
+    prng, g_max, shape = _device_prng(config), config.g_max, w.shape
+    mask = valid_mask(layout)
+    k_prog, k_nu = jax.random.split(key_program)
+    k_prog, k_nu, k_read = jax.random.split(k_prog), jax.random.split(k_nu), jax.random.split(key_read)
+    sides = ((jnp.maximum(w, 0.0), _relu_slope(w)), (jnp.maximum(-w, 0.0), -_relu_slope(-w)))
+    g_p, dg_p, nus, dnus = [], [], [], []
+    for i, (part, d_part) in enumerate(sides):
+        g, dg = g_max * part, g_max * d_part  # target and d target / d w
+        gp, dgp = g, dg
+        if config.prog_noise_scale:
+            s = config.prog_noise_scale
+            n1 = _normal(k_prog[i], shape, prng)
+            pre = g + s * _pcm.prog_sigma(g, g_max) * n1
+            gp = jnp.maximum(pre, 0.0)
+            dgp = _relu_slope(pre) * (1.0 + s * (1.9650 - 2.0 * 1.1731 * g / g_max) / 25.0 * n1) * dg
+        g_p.append(jnp.where(mask, gp, 0.0))
+        dg_p.append(dgp)
+        if config.drift_scale:
+            r = g / g_max
+            log_g = jnp.log(jnp.maximum(r, _pcm._TINY))
+            inv = jnp.where(r > _pcm._TINY, 1.0 / jnp.maximum(g, _pcm._TINY), 0.0)
+            mu_raw, sg_raw = -0.0155 * log_g + 0.0244, -0.0125 * log_g - 0.0059
+            d_mu = jnp.where((mu_raw > 0.049) & (mu_raw < 0.1), -0.0155 * inv, 0.0)
+            d_sg = jnp.where((sg_raw > 0.008) & (sg_raw < 0.045), -0.0125 * inv, 0.0)
+            n2 = _normal(k_nu[i], shape, prng)
+            z = jnp.clip(mu_raw, 0.049, 0.1) + jnp.clip(sg_raw, 0.008, 0.045) * n2
+            nus.append(jnp.abs(z) * config.drift_scale)
+            dnus.append(config.drift_scale * jnp.sign(z) * (d_mu + d_sg * n2) * dg)
+    w_p = (g_p[0] - g_p[1]) / g_max
+    dw_p = (dg_p[0] - dg_p[1]) / g_max
+    peak = jnp.maximum(jnp.max(jnp.abs(w_p), axis=(2, 3), keepdims=True), 1e-7)
+    rescaled = (
+        (g_max * jnp.maximum(w_p, 0.0) / peak, g_max * _relu_slope(w_p) * dw_p / peak),
+        (g_max * jnp.maximum(-w_p, 0.0) / peak, -g_max * _relu_slope(-w_p) * dw_p / peak),
+    )
+    log_t = jnp.log((t + config.t0) / config.t0)
+    finals = []
+    for i, (gq, dgq) in enumerate(rescaled):
+        g_d, dg_d = gq, dgq
+        if config.drift_scale:
+            factor = jnp.exp(-nus[i] * log_t)
+            g_d, dg_d = gq * factor, factor * (dgq - gq * log_t * dnus[i])
+        if config.read_noise_scale:
+            s = config.read_noise_scale * _pcm.read_noise_time_factor(t, config.t0, config.t_read)
+            floor = 1e-3 ** (1 / 0.65)
+            r_q = gq / g_max
+            q_raw = 0.0088 / jnp.maximum(r_q, floor) ** 0.65
+            q = jnp.minimum(q_raw, 0.2)
+            d_q = jnp.where((r_q > floor) & (q_raw < 0.2), -0.65 * q / jnp.maximum(gq, _pcm._TINY), 0.0) * dgq
+            n3 = _normal(k_read[i], shape, prng)
+            pre = g_d + s * g_d * q * n3
+            dg_d = _relu_slope(pre) * (dg_d + s * n3 * (dg_d * q + g_d * d_q))
+        finals.append(dg_d)
+    return jnp.where(mask, (finals[0] - finals[1]) / g_max * peak, 0.0)
 
 
 def _chip_weights_and_slope(w, key_program, key_read, t, config: TileConfig, layout):

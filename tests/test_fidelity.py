@@ -186,3 +186,34 @@ def test_aihwkit_presets():
     assert (hwa.inp_res, hwa.out_res, hwa.out_bound) == (254, 254, 10.0)
     assert aj.tile_layout(768, 3072, hwa).out_sizes == (3072,)
     assert aj.TileConfig.aihwkit_standard_hwa(out_noise=0.0).out_noise == 0.0
+
+
+@pytest.mark.parametrize("mode", ["rescaled", "devices"])
+@pytest.mark.parametrize("t", [0.0, DAY])
+def test_written_slopes_equal_forward_mode_autodiff(monkeypatch, mode, t):
+    from aimc_jax import _tile
+
+    cfg = aj.TileConfig(programmed_conductances=mode)
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=(300, 200)).astype(np.float32) * 0.05
+    w[rng.random(w.shape) < 0.05] = 0.0  # exact zeros: both devices at target 0 (autodiff's tie rules)
+    ranges = aj.init_ranges(w, cfg)
+    ranges = ranges.replace(column=ranges.column * 0.6)  # some weights clip
+    k1, k2 = jax.random.split(jax.random.key(3))
+    cot = jnp.asarray(rng.normal(size=(1, 1, 300, 200)).astype(np.float32))
+
+    def grads():
+        def loss(col, ww):
+            state = aj.fresh_state(ww, ranges.replace(column=col), t, cfg, key_program=k1, key_read=k2)
+            return jnp.sum(cot * state.weights)
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(ranges.column, jnp.asarray(w))
+
+    written = grads()
+    monkeypatch.setattr(_tile, "_SLOPE", "jvp")
+    jax.clear_caches()
+    autodiff = grads()
+    for a, b in zip(written, autodiff, strict=True):
+        a, b = np.asarray(a), np.asarray(b)
+        off = ~np.isclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())
+        assert off.sum() <= max(1, 1e-4 * b.size), (off.sum(), b.size)
