@@ -238,7 +238,7 @@ def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
     peak = None
     if config.programmed_conductances == "rescaled":
         w_prog = (g_prog[0] - g_prog[1]) / g_max
-        peak = jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(w_prog), axis=(2, 3), keepdims=True), 1e-7))
+        peak = jax.lax.stop_gradient(_crossbar_peak(w_prog))
         g_prog = (g_max * jnp.maximum(w_prog, 0.0) / peak, g_max * jnp.maximum(-w_prog, 0.0) / peak)
     finals = []
     for i, (g_p, nu) in enumerate(zip(g_prog, nus, strict=True)):
@@ -250,6 +250,11 @@ def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
         finals.append(jnp.where(mask, g_t, 0.0))
     weights = (finals[0] - finals[1]) / g_max
     return weights if peak is None else weights * peak
+
+
+def _crossbar_peak(w_prog):
+    """Each crossbar's largest |w_p| (aihwkit's conductance converter maps it to g_max), floored at 1e-7."""
+    return jnp.maximum(jnp.max(jnp.abs(w_prog), axis=(2, 3), keepdims=True), 1e-7)
 
 
 def _compensation(reference, weights, config: TileConfig, mask, key_read):
@@ -268,8 +273,8 @@ def fresh_state(weight, ranges: Ranges, t, config: TileConfig, *, key_program, k
     The same draws and values up to float32 rounding (the fused program contracts some
     multiply-adds differently), with a cheaper gradient: every read-out weight depends
     only on its own normalised weight w = clip(W / gamma, -1, 1), so its derivative is
-    one number per device (`_chip_weights_and_slope`: one `jvp` of the elementwise chain;
-    `_chip_slope` writes it out for "devices") and applied in the backward pass
+    one number per device, written out (`_chip_slope` for "devices", `_rescaled_slope` for
+    "rescaled"; tested equal to a `jvp` of the chain) and applied in the backward pass
     instead of differentiating the noise chain (MiniLM PT step at 16 x 32: 3.5 s -> 1.2 s
     on 2 CPU cores). What the PT objectives draw a fresh chip with.
     """
@@ -342,27 +347,17 @@ def _rescaled_slope(w, key_program, key_read, t, config: TileConfig, layout):
         g, dg = g_max * part, g_max * d_part  # target and d target / d w
         gp, dgp = g, dg
         if config.prog_noise_scale:
-            s = config.prog_noise_scale
-            n1 = _normal(k_prog[i], shape, prng)
-            pre = g + s * _pcm.prog_sigma(g, g_max) * n1
-            gp = jnp.maximum(pre, 0.0)
-            dgp = _relu_slope(pre) * (1.0 + s * (1.9650 - 2.0 * 1.1731 * g / g_max) / 25.0 * n1) * dg
+            gp, d_gp = _programmed_slope(g, _normal(k_prog[i], shape, prng), config)
+            dgp = d_gp * dg
         g_p.append(jnp.where(mask, gp, 0.0))
         dg_p.append(dgp)
         if config.drift_scale:
-            r = g / g_max
-            log_g = jnp.log(jnp.maximum(r, _pcm._TINY))
-            inv = jnp.where(r > _pcm._TINY, 1.0 / jnp.maximum(g, _pcm._TINY), 0.0)
-            mu_raw, sg_raw = -0.0155 * log_g + 0.0244, -0.0125 * log_g - 0.0059
-            d_mu = jnp.where((mu_raw > 0.049) & (mu_raw < 0.1), -0.0155 * inv, 0.0)
-            d_sg = jnp.where((sg_raw > 0.008) & (sg_raw < 0.045), -0.0125 * inv, 0.0)
-            n2 = _normal(k_nu[i], shape, prng)
-            z = jnp.clip(mu_raw, 0.049, 0.1) + jnp.clip(sg_raw, 0.008, 0.045) * n2
-            nus.append(jnp.abs(z) * config.drift_scale)
-            dnus.append(config.drift_scale * jnp.sign(z) * (d_mu + d_sg * n2) * dg)
+            nu, d_nu = _nu_slope(g, _normal(k_nu[i], shape, prng), config)
+            nus.append(nu)
+            dnus.append(d_nu * dg)
     w_p = (g_p[0] - g_p[1]) / g_max
     dw_p = (dg_p[0] - dg_p[1]) / g_max
-    peak = jnp.maximum(jnp.max(jnp.abs(w_p), axis=(2, 3), keepdims=True), 1e-7)
+    peak = _crossbar_peak(w_p)
     rescaled = (
         (g_max * jnp.maximum(w_p, 0.0) / peak, g_max * _relu_slope(w_p) * dw_p / peak),
         (g_max * jnp.maximum(-w_p, 0.0) / peak, -g_max * _relu_slope(-w_p) * dw_p / peak),
@@ -375,15 +370,7 @@ def _rescaled_slope(w, key_program, key_read, t, config: TileConfig, layout):
             factor = jnp.exp(-nus[i] * log_t)
             g_d, dg_d = gq * factor, factor * (dgq - gq * log_t * dnus[i])
         if config.read_noise_scale:
-            s = config.read_noise_scale * _pcm.read_noise_time_factor(t, config.t0, config.t_read)
-            floor = 1e-3 ** (1 / 0.65)
-            r_q = gq / g_max
-            q_raw = 0.0088 / jnp.maximum(r_q, floor) ** 0.65
-            q = jnp.minimum(q_raw, 0.2)
-            d_q = jnp.where((r_q > floor) & (q_raw < 0.2), -0.65 * q / jnp.maximum(gq, _pcm._TINY), 0.0) * dgq
-            n3 = _normal(k_read[i], shape, prng)
-            pre = g_d + s * g_d * q * n3
-            dg_d = _relu_slope(pre) * (dg_d + s * n3 * (dg_d * q + g_d * d_q))
+            dg_d = _read_slope(g_d, dg_d, gq, dgq, _normal(k_read[i], shape, prng), t, config)
         finals.append(dg_d)
     return jnp.where(mask, (finals[0] - finals[1]) / g_max * peak, 0.0)
 
@@ -442,39 +429,51 @@ def _chip_slope(w, key_program, key_read, t, config: TileConfig, layout):
 
 def _device_slope(g, n1, n2, n3, t, config: TileConfig):
     """d g_final / d g_target of one device with target g and its draws n1, n2, n3."""
-    g_max = config.g_max
-    r = g / g_max
-    g_p, d_p = g, jnp.ones_like(g)
-    if config.prog_noise_scale:
-        s = config.prog_noise_scale
-        pre = g + s * _pcm.prog_sigma(g, g_max) * n1
-        g_p = jnp.maximum(pre, 0.0)
-        d_p = _relu_slope(pre) * (1.0 + s * (1.9650 - 2.0 * 1.1731 * r) / 25.0 * n1)
+    g_p, d_p = _programmed_slope(g, n1, config) if config.prog_noise_scale else (g, jnp.ones_like(g))
     g_d, d_d = g_p, d_p
     if config.drift_scale:
-        log_g = jnp.log(jnp.maximum(r, _pcm._TINY))
-        inv = jnp.where(r > _pcm._TINY, 1.0 / jnp.maximum(g, _pcm._TINY), 0.0)
-        mu_raw, sg_raw = -0.0155 * log_g + 0.0244, -0.0125 * log_g - 0.0059
-        d_mu = jnp.where((mu_raw > 0.049) & (mu_raw < 0.1), -0.0155 * inv, 0.0)
-        d_sg = jnp.where((sg_raw > 0.008) & (sg_raw < 0.045), -0.0125 * inv, 0.0)
-        z = jnp.clip(mu_raw, 0.049, 0.1) + jnp.clip(sg_raw, 0.008, 0.045) * n2
-        d_nu = config.drift_scale * jnp.sign(z) * (d_mu + d_sg * n2)
+        nu, d_nu = _nu_slope(g, n2, config)
         log_t = jnp.log((t + config.t0) / config.t0)
-        factor = jnp.exp(-jnp.abs(z) * config.drift_scale * log_t)
+        factor = jnp.exp(-nu * log_t)
         g_d = g_p * factor
         d_d = factor * (d_p - g_p * log_t * d_nu)
     if not config.read_noise_scale:
         return d_d
+    return _read_slope(g_d, d_d, g_p, d_p, n3, t, config)
+
+
+def _programmed_slope(g, n1, config: TileConfig):
+    """(g_p, d g_p / d g): programming g_p = max(0, g + s sigma(g) n1) of a device with target g."""
+    s = config.prog_noise_scale
+    pre = g + s * _pcm.prog_sigma(g, config.g_max) * n1
+    return jnp.maximum(pre, 0.0), _relu_slope(pre) * (1.0 + s * (1.9650 - 2.0 * 1.1731 * g / config.g_max) / 25.0 * n1)
+
+
+def _nu_slope(g, n2, config: TileConfig):
+    """(nu, d nu / d g): the drift exponent |mu(g) + sigma_nu(g) n2| * drift_scale of a device with target g.
+
+    The clip edges of mu and sigma_nu take one-sided derivatives (a set of measure zero).
+    """
+    r = g / config.g_max
+    log_g = jnp.log(jnp.maximum(r, _pcm._TINY))
+    inv = jnp.where(r > _pcm._TINY, 1.0 / jnp.maximum(g, _pcm._TINY), 0.0)
+    mu_raw, sg_raw = -0.0155 * log_g + 0.0244, -0.0125 * log_g - 0.0059
+    d_mu = jnp.where((mu_raw > 0.049) & (mu_raw < 0.1), -0.0155 * inv, 0.0)
+    d_sg = jnp.where((sg_raw > 0.008) & (sg_raw < 0.045), -0.0125 * inv, 0.0)
+    z = jnp.clip(mu_raw, 0.049, 0.1) + jnp.clip(sg_raw, 0.008, 0.045) * n2
+    return jnp.abs(z) * config.drift_scale, config.drift_scale * jnp.sign(z) * (d_mu + d_sg * n2)
+
+
+def _read_slope(g_d, d_d, g_q, d_q, n3, t, config: TileConfig):
+    """d g_final of max(0, g_d + s |g_d| Q(g_q) T n3), given d g_d and d g_q (the conductance Q reads)."""
     s = config.read_noise_scale * _pcm.read_noise_time_factor(t, config.t0, config.t_read)
     floor = 1e-3 ** (1 / 0.65)
-    r_p = g_p / g_max
-    q_raw = 0.0088 / jnp.maximum(r_p, floor) ** 0.65
+    r_q = g_q / config.g_max
+    q_raw = 0.0088 / jnp.maximum(r_q, floor) ** 0.65
     q = jnp.minimum(q_raw, 0.2)
-    d_q = jnp.where((r_p > floor) & (q_raw < 0.2), -0.65 * q / jnp.maximum(g_p, _pcm._TINY), 0.0) * d_p
+    dq = jnp.where((r_q > floor) & (q_raw < 0.2), -0.65 * q / jnp.maximum(g_q, _pcm._TINY), 0.0) * d_q
     pre = g_d + s * g_d * q * n3
-    return _relu_slope(pre) * (
-        d_d + s * n3 * (d_d * q + g_d * d_q)
-    )  # g_d >= 0: d|g_d| = d g_d (autodiff's rule at 0 too)
+    return _relu_slope(pre) * (d_d + s * n3 * (d_d * q + g_d * dq))  # g_d >= 0: d|g_d| = d g_d
 
 
 def _relu_slope(x):

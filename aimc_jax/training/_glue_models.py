@@ -21,7 +21,7 @@ from flax import traverse_util
 from aimc_jax._cache import atomic_write, cache_dir
 from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import GlueSplit, encode, make_batches, task_spec, task_splits
-from aimc_jax.training._finetune import FinetuneConfig, check_checkpoint, finetune
+from aimc_jax.training._finetune import DamagedCheckpoint, FinetuneConfig, finetune
 from aimc_jax.training._finetune import finished as finished_run
 
 __all__ = ["GlueModel", "glue_model", "hwa_glue_model", "hwa_recipe", "recipe"]
@@ -58,6 +58,17 @@ class GlueModel:
         """A seeded random subset of `n` training examples (calibration data never comes from eval)."""
         idx = np.sort(np.random.default_rng(seed).choice(len(self.train), min(n, len(self.train)), replace=False))
         return self.train.subset(idx, split=f"train[calibration {len(idx)}, seed {seed}]")
+
+
+def _finished(d, discard_damaged: bool) -> bool:
+    """Whether the run cached in `d` has finished; a damaged info.json raises unless it is to be
+    discarded (then False: `finetune`, which checks every checkpoint file, discards and retrains)."""
+    try:
+        return finished_run(d)
+    except DamagedCheckpoint:
+        if not discard_damaged:
+            raise
+        return False
 
 
 def glue_model(
@@ -111,7 +122,7 @@ def glue_model(
     d = cache_dir("finetuned", f"{Path(model).name}-{spec.name}-{tag}")
     atomic_write(d / "identity.json", ident)
     tokenizer = AutoTokenizer.from_pretrained(model)
-    finished = check_checkpoint(d, discard=discard_damaged) and finished_run(d)
+    finished = _finished(d, discard_damaged)
     log = logging.getLogger("aimc_jax")
     level = log.level
     if finished:  # the head initialised by from_pretrained is replaced by the checkpoint's: no warning
@@ -207,7 +218,7 @@ def hwa_glue_model(
         ident["scan_layers"] = True
     tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     d = cache_dir("hwa", f"{base.checkpoint_dir.name}-{hwa.mode}-{tag}")
-    if not train and not (check_checkpoint(d, discard=discard_damaged) and finished_run(d)):
+    if not train and not _finished(d, discard_damaged):
         raise FileNotFoundError(f"no finished {hwa.mode} HWA run for {spec.name} in {d} (train=False)")
     atomic_write(d / "identity.json", json.dumps(ident, sort_keys=True))
     module = Encoder(base.module.config, dense=hwa_dense_factory(hwa, tile_config))
