@@ -129,3 +129,54 @@ def test_paired_ci_against_a_hand_computed_interval():
     assert m == 0.75 and lo == pytest.approx(0.75 - 3.18245 * 0.25, abs=1e-4) and hi == pytest.approx(1.54561, abs=1e-4)
     with pytest.raises(ValueError, match=">= 2 seeds"):
         paired_ci([1.0], [0.0])
+
+
+def _synthetic(rng, n_seeds, n_chips, mean, sd_seed, sd_chip):
+    """Paired differences with a known mean: a training-seed effect plus chip noise."""
+    return mean + sd_seed * rng.standard_normal((n_seeds, 1)) + sd_chip * rng.standard_normal((n_seeds, n_chips))
+
+
+def test_seed_level_intervals_cover_the_known_mean_and_chip_only_intervals_do_not():
+    from aimc_jax.evaluation import hierarchical_bootstrap_ci, paired_ci, seed_ci
+
+    rng = np.random.default_rng(0)
+    reps, truth = 400, 0.3
+    hits = {"seed S=3": 0, "seed S=10": 0, "bootstrap S=10": 0, "chips only": 0}
+    for _ in range(reps):
+        d3 = _synthetic(rng, 3, 25, truth, 0.5, 1.0)  # seed variance dominates the mean's error
+        d10 = _synthetic(rng, 10, 25, truth, 0.5, 1.0)
+        _, lo, hi = seed_ci(d3)
+        hits["seed S=3"] += lo < truth < hi
+        _, lo, hi = seed_ci(d10)
+        hits["seed S=10"] += lo < truth < hi
+        _, lo, hi = hierarchical_bootstrap_ci(d10, n_boot=1000, seed=1)
+        hits["bootstrap S=10"] += lo < truth < hi
+        _, lo, hi = paired_ci(d3.ravel(), np.zeros(d3.size))  # pretends the 75 values are independent
+        hits["chips only"] += lo < truth < hi
+    cover = {k: v / reps for k, v in hits.items()}
+    # binomial sd of a 95 % coverage over 400 reps: 1.1 points
+    assert 0.92 <= cover["seed S=3"] <= 0.98 and 0.92 <= cover["seed S=10"] <= 0.98, cover
+    assert 0.87 <= cover["bootstrap S=10"] <= 0.96, cover  # a little narrow at 10 seeds (percentile bootstrap)
+    assert cover["chips only"] < 0.6, cover  # ignoring training seeds is badly over-confident
+
+
+def test_equivalence_and_superiority_on_data_with_a_known_answer():
+    from aimc_jax.evaluation import equivalence, seed_ci, superiority
+
+    rng = np.random.default_rng(1)
+    tiny = _synthetic(rng, 5, 25, 0.0, 0.005, 0.02)  # true difference 0, seeds spread 0.005 points
+    eq = equivalence(tiny, margin=0.1)
+    assert eq["equivalent"] and eq["supported_margin"] < 0.1
+    _, lo, hi = seed_ci(tiny, level=0.90)  # TOST at 5 % = the 90 % interval inside the margin
+    assert (eq["lower"], eq["upper"]) == (lo, hi) and eq["supported_margin"] == max(-lo, hi)
+    off = _synthetic(rng, 5, 25, 0.3, 0.02, 0.05)  # true difference 0.3: not within 0.1
+    assert not equivalence(off, margin=0.1)["equivalent"]
+    assert equivalence(off, margin=0.1)["supported_margin"] > 0.3
+    assert superiority(off)["holds"] and not superiority(-off)["holds"]
+    assert not superiority(off, bar=0.5)["holds"]
+    with pytest.raises(ValueError, match="margin"):
+        equivalence(off, margin=0.0)
+    with pytest.raises(ValueError, match="training seeds, chips"):
+        seed_ci(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="method"):
+        equivalence(off, 0.1, method="anova")
