@@ -23,7 +23,7 @@ from aimc_jax import _pcm
 from aimc_jax._checks import check_finite, guard, is_concrete, require_key
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, merge_last, split_last, tile_layout, to_blocks, valid_mask
-from aimc_jax._quant import fake_quantize, quantize_normalized
+from aimc_jax._quant import fake_quantize, ibm_dac, quantize_normalized
 from aimc_jax._ranges import Ranges, check_ranges
 from aimc_jax._rng import hash_normal
 
@@ -546,17 +546,34 @@ def resolve_crossbar_kernel(config: TileConfig) -> str:
     return "unrolled" if jax.default_backend() == "cpu" else "batched"
 
 
-@functools.partial(jax.jit, static_argnames="config")
-def _mvm(state, ranges, x, config, key):
+@functools.partial(jax.jit, static_argnames=("config", "ibm_range"))
+def _mvm(state, ranges, x, config, key, ibm_range=None):
+    """The crossbar kernels' common entry.
+
+    `ibm_range=(decay, inside)` (static; HWA training) gives beta IBM's input-range
+    gradient (`ibm_dac`) and nothing else: every other use of beta (back-scaling) is
+    stop-gradient. None: autodiff through the DAC (LSQ-style, PT).
+    """
     layout = state.layout
     batch_shape = x.shape[:-1]
     x = x.reshape(-1, layout.in_features).astype(jnp.float32)
     beta = ranges.input.astype(jnp.float32)
     out_bound = config.out_bound if ranges.output is None else ranges.output
     bound = None if out_bound is None else jnp.broadcast_to(jnp.asarray(out_bound, jnp.float32), beta.shape)
+    if ibm_range is None:
+        dac = functools.partial(_plain_dac, res=config.inp_res, clip=config.inp_clip)
+        scale_beta = beta
+    else:  # the DAC's kernel argument: dac(x_block, beta, count of real inputs) -> u
+        dac = functools.partial(ibm_dac, res=config.inp_res, decay=ibm_range[0], inside=ibm_range[1])
+        scale_beta = jax.lax.stop_gradient(beta)
     kernel = _mvm_batched if resolve_crossbar_kernel(config) == "batched" else _mvm_unrolled
-    out = kernel(state, x, beta, bound, config, key)
+    out = kernel(state, x, beta, scale_beta, bound, config, key, dac)
     return out.reshape(*batch_shape, layout.out_features)
+
+
+def _plain_dac(x, beta, count, *, res, clip):
+    del count
+    return quantize_normalized(x, beta, res, clip=clip)
 
 
 def _noise_key(key, a: int, b: int, layout: TileLayout):
@@ -564,7 +581,7 @@ def _noise_key(key, a: int, b: int, layout: TileLayout):
     return jax.random.fold_in(key, a * layout.n_out + b)
 
 
-def _mvm_unrolled(state, x, beta, bound, config, key):
+def _mvm_unrolled(state, x, beta, scale_beta, bound, config, key, dac):
     """(N, in) -> (N, out): one small dot per crossbar, unrolled (static).
 
     Every intermediate stays in token-major order, so the noise/ADC/back-scaling
@@ -579,15 +596,14 @@ def _mvm_unrolled(state, x, beta, bound, config, key):
     for b, size_out in enumerate(layout.out_sizes):
         acc = None
         for a, size_in in enumerate(layout.in_sizes):
-            u = quantize_normalized(
-                x[:, in_starts[a] : in_starts[a + 1]], beta[a, b], config.inp_res, clip=config.inp_clip
-            )
+            xa = x[:, in_starts[a] : in_starts[a + 1]]
+            u = dac(xa, beta[a, b], jnp.float32(xa.size))
             y = u @ state.weights[a, b, :size_in, :size_out]  # (N, size_out) normalised
             if config.out_noise:  # fresh per call, independent per crossbar
                 y = y + config.out_noise * _normal(_noise_key(key, a, b, layout), y.shape, config.noise_prng)
             if bound is not None:
                 y = fake_quantize(y, bound[a, b], config.out_res)
-            scale = beta[a, b] * gamma[a, out_starts[b] : out_starts[b + 1]] * state.alpha[a, b]
+            scale = scale_beta[a, b] * gamma[a, out_starts[b] : out_starts[b + 1]] * state.alpha[a, b]
             y = y * scale[None, :]
             acc = y if acc is None else acc + y
         columns.append(acc)
@@ -606,7 +622,7 @@ def _stacked_noise(key, n: int, layout: TileLayout, prng: str):
     return jnp.stack(rows)
 
 
-def _mvm_batched(state, x, beta, bound, config, key):
+def _mvm_batched(state, x, beta, scale_beta, bound, config, key, dac):
     """(N, in) -> (N, out): one batched dot over all crossbars, for GPU/TPU.
 
     Crossbar-major order (n_in, n_out, N, block): the crossbars are the leading batch
@@ -617,14 +633,15 @@ def _mvm_batched(state, x, beta, bound, config, key):
     layout = state.layout
     n = x.shape[0]
     xb = jnp.moveaxis(split_last(x, layout.in_sizes), 1, 0)  # (n_in, N, bi), zero-padded
-    u = quantize_normalized(xb[:, None], beta[:, :, None, None], config.inp_res, clip=config.inp_clip)
+    count = jnp.asarray(np.asarray(layout.in_sizes, np.float32) * n)[:, None, None, None]
+    u = dac(xb[:, None], beta[:, :, None, None], count)
     y = jnp.einsum("abni,abio->abno", u, state.weights)  # (n_in, n_out, N, bo) normalised
     if config.out_noise:  # fresh per call, independent per crossbar
         y = y + config.out_noise * _stacked_noise(key, n, layout, config.noise_prng)
     if bound is not None:
         y = fake_quantize(y, bound[:, :, None, None], config.out_res)
     gamma = _blocked_column(state.column.astype(jnp.float32), layout)  # (n_in, n_out, bo)
-    scale = beta[:, :, None] * gamma * state.alpha[:, :, None]
+    scale = scale_beta[:, :, None] * gamma * state.alpha[:, :, None]
     y = jnp.sum(y * scale[:, :, None, :], axis=0)  # (n_out, N, bo)
     return merge_last(jnp.moveaxis(y, 0, 1), layout.out_sizes)
 

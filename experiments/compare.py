@@ -198,7 +198,12 @@ def conditions(task, fp_model, config, args):
     def hwa(mode):
         try:
             return hwa_glue_model(
-                task, HWAConfig(mode=mode), tile_config=config, base=fp_model, train=not args.cached_only, **hwa_kw
+                task,
+                HWAConfig(mode=mode, range_rule=args.hwa_range_rule),
+                tile_config=config,
+                base=fp_model,
+                train=not args.cached_only,
+                **hwa_kw,
             )
         except FileNotFoundError as e:
             raise NotCached(f"{mode} HWA training") from e
@@ -352,7 +357,7 @@ def write_all(args, rows, results, notes, seeds, config, changes=()) -> None:
             "calibration": f"{args.calib} training examples",
         },
         hwa={
-            "full": HWAConfig(mode="full").settings(),
+            "full": HWAConfig(mode="full", range_rule=args.hwa_range_rule).settings(),
             "reduced": HWAConfig(mode="reduced").settings(),
             "recipe": "1 epoch from the FP fine-tuned model, lr 2e-5 (aimc_jax.training.hwa_recipe)"
             + (
@@ -403,6 +408,12 @@ def main():
     parser.add_argument("--pt-batch", type=int, default=32)
     parser.add_argument(
         "--hwa-max-train", type=int, default=10_000, help="HWA trains one epoch on at most this many examples"
+    )
+    parser.add_argument(
+        "--hwa-range-rule",
+        choices=("ibm", "lsq"),
+        default="ibm",
+        help="full HWA's DAC-range rule (HWAConfig.range_rule); results before issue 16 used lsq",
     )
     parser.add_argument(
         "--cached-only", action="store_true", help="report the finished units only; no training, PT or MC evaluation"

@@ -48,10 +48,10 @@ def test_without_an_hwa_rng_the_layer_is_float_and_ideal_tiles_equal_float():
     np.testing.assert_allclose(np.asarray(y), X @ W + B, rtol=1e-4, atol=1e-4)
 
 
-def test_full_hwa_is_noisy_quantised_and_learns_ranges_with_decay():
+def test_full_hwa_lsq_rule_is_noisy_quantised_and_learns_ranges_with_decay():
     tile = aj.TileConfig()
     beta = np.full((2, 1), 3.0, np.float32)
-    layer, v = _layer(HWAConfig(), tile, W, B, beta)
+    layer, v = _layer(HWAConfig(range_rule="lsq"), tile, W, B, beta)
     y1 = layer.apply(v, X, rngs={"hwa": jax.random.key(0)})
     y2 = layer.apply(v, X, rngs={"hwa": jax.random.key(1)})
     assert 0 < float(jnp.std(y1 - y2)) < 0.5 * float(np.std(X @ W))
@@ -66,6 +66,128 @@ def test_full_hwa_is_noisy_quantised_and_learns_ranges_with_decay():
     # |x| < 3 for > 99 % of standard normal inputs: the decay term is active
     (decay,) = jax.tree.leaves(sown)
     assert float(decay) == pytest.approx(0.001 * 3.0 * 2, rel=1e-6)
+
+
+def test_ibm_dac_range_gradient_on_a_hand_made_case():
+    # aihwkit's input-range backward, written out: with g = dL/dx_c (x_c = clip(x, +/- b)),
+    # dL/db = b * (sum_{x >= b} min(g, 0) - sum_{x <= -b} max(g, 0)) + decay * b * [inside > 95 %],
+    # dL/dx = g inside (|x| == b counts as inside), 0 where clipped.
+    from aimc_jax._quant import ibm_dac
+
+    sg = jax.lax.stop_gradient  # the back-scaling by b gives b no gradient (as in the HWA kernel)
+    b = jnp.float32(2.0)
+    x = jnp.array([1.0, -0.5, 3.0, 5.0, -4.0, 2.0], jnp.float32)
+    g = jnp.array([0.5, 0.5, -1.0, 2.0, 3.0, -0.5], jnp.float32)  # dL/dx_c; dL/du = b * g
+
+    def loss(x, b, decay):
+        return jnp.sum(ibm_dac(x, b, jnp.float32(x.size), 254, decay, 0.95) * sg(b) * g)
+
+    gx, gb = jax.grad(loss, argnums=(0, 1))(x, b, 0.001)
+    # upper: 3 (g -1), 5 (g +2: wants a smaller output, ignored), 2 (g -0.5); lower: -4 (g +3)
+    assert float(gb) == pytest.approx(2.0 * (-1.0 - 0.5 - 3.0))  # -9; 4 of 6 clipped: no decay
+    np.testing.assert_allclose(gx, [0.5, 0.5, 0.0, 0.0, 0.0, -0.5])
+    inside = jnp.linspace(-1.8, 1.8, 100, dtype=jnp.float32)
+    gb_in = jax.grad(lambda b: jnp.sum(ibm_dac(inside, b, jnp.float32(100), 254, 0.0, 0.95) * sg(b)))(b)
+    assert float(gb_in) == 0.0  # no clipping, no decay: the quantisation error gives the range nothing
+    x2, g2 = jnp.append(inside, 20.0), jnp.append(jnp.ones(100, jnp.float32), -0.25)
+    gb2 = jax.grad(lambda b: jnp.sum(ibm_dac(x2, b, jnp.float32(101), 254, 0.01, 0.95) * sg(b) * g2))(b)
+    assert float(gb2) == pytest.approx(2.0 * -0.25 + 0.01 * 2.0)  # 100/101 inside: the decay acts
+    # broadcast ranges (the batched kernel): each range sums its own inputs; padding excluded by count
+    xs = jnp.stack([x, -x])[:, None, :]  # (2, 1, 6) inputs of two blocks, each seen by 3 ranges
+    bs = jnp.full((2, 3, 1), 2.0, jnp.float32)
+    gbs = jax.grad(
+        lambda bs: jnp.sum(ibm_dac(xs, bs, jnp.full((2, 1, 1), 6.0), 254, 0.0, 0.95) * sg(bs) * g[None, None])
+    )(bs)
+    np.testing.assert_allclose(gbs[0, :, 0], -9.0)
+    # -x: upper 4 (g +3: ignored); lower -3 (g -1: ignored), -5 (g +2: counts), -2 (g -0.5: ignored)
+    np.testing.assert_allclose(gbs[1, :, 0], 2.0 * -2.0)
+
+
+def test_ibm_dac_matches_aihwkit_lightning_input_range_backward():
+    torch = pytest.importorskip("torch")
+    lightning = pytest.importorskip("aihwkit_lightning.nn.modules.torch_utils.torch_linear")
+    from aimc_jax._quant import ibm_dac
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(500) * 1.2).astype(np.float32)
+    g = rng.standard_normal(500).astype(np.float32)
+    for beta, decay in ((1.0, 0.01), (3.5, 0.01)):  # ~40 % clipped; all but ~0.4 % inside (decay acts)
+        xt, bt = torch.tensor(x, requires_grad=True), torch.tensor(beta, requires_grad=True)
+        up, lo = xt >= bt, xt <= -bt
+        xc = lightning.StraightThroughClamp.apply(xt, up, lo, bt)
+        out = lightning.InputRangeForward.apply(xc, bt, up, lo, decay, 0.95)
+        (out * torch.tensor(g)).sum().backward()
+        gx, gb = jax.grad(
+            lambda x, b, d=decay: jnp.sum(
+                ibm_dac(x, b, jnp.float32(x.size), 254, d, 0.95) * jax.lax.stop_gradient(b) * g
+            ),
+            argnums=(0, 1),
+        )(jnp.asarray(x), jnp.float32(beta))
+        np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-6, atol=1e-7)
+        assert float(gb) == pytest.approx(float(bt.grad), rel=1e-5)
+
+
+def test_full_hwa_ibm_rule_gives_the_range_only_the_clipped_inputs_gradient():
+    tile = aj.TileConfig()
+    for beta, sign in ((100.0, 0), (0.5, -1)):
+        grads = {}
+        for rule in ("ibm", "lsq"):
+            layer, v = _layer(
+                HWAConfig(range_rule=rule, range_decay=0.0), tile, W, B, np.full((2, 1), beta, np.float32)
+            )
+            loss = lambda p, layer=layer: jnp.mean(layer.apply({"params": p}, X, rngs={"hwa": jax.random.key(0)}) ** 2)  # noqa: E731
+            grads[rule] = np.asarray(jax.grad(loss)(v["params"])["input_range"])
+        assert np.all(grads["lsq"] != 0)  # LSQ: quantisation error and output noise move the range
+        if sign == 0:
+            assert np.all(grads["ibm"] == 0)  # nothing clipped: IBM's rule gives nothing
+        else:
+            assert np.all(grads["ibm"] < 0)  # ~30 % clipped: it only ever widens
+    v = _layer(HWAConfig(), tile, W, B, np.full((2, 1), 3.0, np.float32))[1]
+    a = HWADense(300, hwa=HWAConfig(), tile_config=tile).apply(v, X, rngs={"hwa": jax.random.key(0)})
+    b = HWADense(300, hwa=HWAConfig(range_rule="lsq"), tile_config=tile).apply(v, X, rngs={"hwa": jax.random.key(0)})
+    np.testing.assert_array_equal(a, b)  # the same forward
+    with pytest.raises(ValueError, match="range_rule"):
+        HWAConfig(range_rule="adam")
+
+
+@pytest.mark.parametrize("scan", [False, True])
+def test_ibm_ranges_initialise_from_the_first_training_batches(scan):
+    from aimc_jax.data import task_spec
+    from aimc_jax.training import make_train_step
+
+    module, variables = tiny_encoder(2, vocab_size=99)
+    module = module.clone(config=module.config.replace(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    cfg = aj.TileConfig()
+    hwa = HWAConfig(init_from_data=2)
+    hwa_module = Encoder(module.config, dense=hwa_dense_factory(hwa, cfg))
+    v = add_input_ranges(variables, aj.init_model_ranges(variables, cfg))  # beta = 3.0, replaced at step 0
+    tx = optax.sgd(0.0)  # no update: only the data initialisation moves the ranges
+    step = jax.jit(make_train_step(hwa_module, v, task_spec("SST-2"), tx, scan_layers=scan))
+    b0, b1 = _step_batch(99), _step_batch(99, length=6)
+    query = ("encoder", "layer_0", "attention", "self", "query", "input_range")
+
+    def first(params):
+        p = params
+        for k in query:
+            p = p[k]
+        return np.asarray(p)
+
+    def emb_std(batch):  # the first layer's input: the embeddings, before any HWA layer
+        inputs = aj.collect_layer_inputs(module, variables, [batch])
+        return float(np.std(inputs["encoder/layer_0/attention/self/query"], ddof=1))
+
+    params, state = v["params"], tx.init(v["params"])
+    untouched = step(params, state, b0, jax.random.key(0))[0]  # no index: no initialisation
+    np.testing.assert_array_equal(first(untouched), 3.0)
+    p0 = step(params, state, b0, jax.random.key(0), jnp.int32(0))[0]
+    np.testing.assert_allclose(first(p0), 3 * emb_std(b0), rtol=1e-5)
+    p1 = step(p0, state, b1, jax.random.key(1), jnp.int32(1))[0]
+    np.testing.assert_allclose(first(p1), (3 * emb_std(b0) + 3 * emb_std(b1)) / 2, rtol=1e-5)
+    p2 = step(p1, state, b0, jax.random.key(2), jnp.int32(2))[0]  # init_from_data = 2 steps: done
+    for a, b in zip(jax.tree.leaves(p2), jax.tree.leaves(p1), strict=True):
+        np.testing.assert_array_equal(a, b)
+    every = [np.asarray(x) for k, x in jax.tree_util.tree_flatten_with_path(p0)[0] if "input_range" in str(k[-1])]
+    assert len(every) == 14 and all(np.all(r != 3.0) and np.all(r > 0) for r in every)
 
 
 def test_reduced_hwa_weight_noise_is_relative_to_the_channel_max():

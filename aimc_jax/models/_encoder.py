@@ -23,7 +23,7 @@ from aimc_jax._checks import checking, guard, is_concrete, scanned_layer
 from aimc_jax.models._analog import AnalogDense
 from aimc_jax.models._config import EncoderConfig
 
-__all__ = ["SCAN_NAME", "Encoder", "scan_variables"]
+__all__ = ["SCAN_NAME", "Encoder", "scan_variables", "unscan_variables"]
 
 _INIT = nn.initializers.normal(0.02)
 
@@ -169,7 +169,7 @@ class _Stack(nn.Module):
         return h
 
 
-SCANNED_COLLECTIONS = ("params", "ranges", "analog", "layer_inputs", "losses", "intermediates")
+SCANNED_COLLECTIONS = ("params", "ranges", "analog", "layer_inputs", "losses", "intermediates", "range_init")
 
 
 class _Pooler(nn.Module):
@@ -271,6 +271,14 @@ def scan_variables(tree, num_layers: int, *, prefix: str = "encoder"):
     layers = [inner.pop(f"layer_{i}") for i in range(num_layers)]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *layers)
     return {**tree, prefix: {**inner, SCAN_NAME: stacked}}
+
+
+def unscan_variables(tree, num_layers: int, *, prefix: str = "encoder"):
+    """The inverse of `scan_variables`: `prefix/layers` (leading layer axis) split into `prefix/layer_<i>`."""
+    inner = dict(tree[prefix])
+    stacked = inner.pop(SCAN_NAME)
+    layers = {f"layer_{i}": jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)}
+    return {**tree, prefix: {**inner, **layers}}
 
 
 def _check_ids(ids, size: int, what: str, field: str) -> None:

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from aimc_jax._cache import atomic_write
 from aimc_jax.data import Encoded, TaskSpec, make_batches, task_spec
+from aimc_jax.training._hwa import INIT_COLLECTION, RANGE_PARAM
 
 __all__ = [
     "DamagedCheckpoint",
@@ -212,6 +213,25 @@ def finished(checkpoint_dir) -> bool:
     return _read_json(d / "info.json").get("status") == "done"
 
 
+def _range_init_tree(params, index) -> dict:
+    """{INIT_COLLECTION: {layer...: {"step": index}}} for every layer with a DAC-range param; {} without `index`."""
+    if index is None:
+        return {}
+    flat = traverse_util.flatten_dict(params)
+    index = jnp.asarray(index, jnp.int32)
+    tree = {(*k[:-1], "step"): index for k in flat if k[-1] == RANGE_PARAM}
+    return {INIT_COLLECTION: traverse_util.unflatten_dict(tree)} if tree else {}
+
+
+def _write_back_ranges(params, initialised) -> dict:
+    """params with each `RANGE_PARAM` replaced by the layer's `beta` in the range_init output (where there is one)."""
+    flat = traverse_util.flatten_dict(params)
+    for k, v in traverse_util.flatten_dict(initialised).items():
+        if k[-1] == "beta":
+            flat[(*k[:-1], RANGE_PARAM)] = v
+    return traverse_util.unflatten_dict(flat)
+
+
 def make_train_step(
     module,
     variables,
@@ -222,7 +242,11 @@ def make_train_step(
     scan_layers: bool = False,
     remat_layers: bool = False,
 ):
-    """`step(params, opt_state, batch, key) -> (params, opt_state, loss)`: the fine-tuning step of `finetune`.
+    """`step(params, opt_state, batch, key, index=None) -> (params, opt_state, loss)`: `finetune`'s step.
+
+    `index` is the step's number (finetune passes it): HWA layers with IBM's range rule
+    initialise their DAC ranges from the data in the first `HWAConfig.init_from_data`
+    steps, and the step writes the initialised ranges into `params` before the update.
 
     Forward with dropout (and an 'hwa' rng for HWA layers, `fold_in(key, 1)`), the
     task loss plus every sown loss (HWA's range decay), backward, the optax
@@ -239,7 +263,7 @@ def make_train_step(
     """
     run = module
     if scan_layers:
-        from aimc_jax.models._encoder import scan_variables
+        from aimc_jax.models._encoder import scan_variables, unscan_variables
 
         run = module.clone(scan_layers=True, remat_layers=remat_layers)
         n = module.config.num_hidden_layers
@@ -249,21 +273,28 @@ def make_train_step(
             return v
         return {c: scan_variables(t, n) if isinstance(t, dict) and "encoder" in t else t for c, t in v.items()}
 
-    def step(params, opt_state, batch, key):
+    def unlayout(t):
+        return unscan_variables(t, n) if scan_layers and "encoder" in t else t
+
+    def step(params, opt_state, batch, key, index=None):
+        init = _range_init_tree(params, index)
+
         def loss_fn(p):
             out, sown = run.apply(
-                layout({**variables, "params": p}),
+                layout({**variables, "params": p, **init}),
                 batch["input_ids"],
                 batch["attention_mask"],
                 batch["token_type_ids"],
                 deterministic=False,
                 rngs={"dropout": key, "hwa": jax.random.fold_in(key, 1)},
-                mutable=["losses"],
+                mutable=["losses", *init],
             )
-            aux = sum((jnp.sum(x) for x in jax.tree.leaves(sown)), jnp.float32(0.0))
-            return task_loss(spec, out, batch["labels"], batch["weight"]) + aux
+            aux = sum((jnp.sum(x) for x in jax.tree.leaves(sown.get("losses", {}))), jnp.float32(0.0))
+            return task_loss(spec, out, batch["labels"], batch["weight"]) + aux, sown.get(INIT_COLLECTION)
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        (loss, initialised), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        if initialised is not None:  # IBM's data-initialised DAC ranges replace the params before the update
+            params = _write_back_ranges(params, unlayout(initialised))
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params if project is None else project(params)), opt_state, loss
@@ -393,7 +424,9 @@ def finetune(
                 train, config.batch_size, buckets=TRAIN_BUCKETS, shuffle_seed=config.seed * 100003 + e
             )
         batch = {k: jnp.asarray(v) for k, v in epoch_batches[pos].items() if k != "index"}
-        params, opt_state, loss = train_step(params, opt_state, batch, jax.random.fold_in(dropout_key, step))
+        params, opt_state, loss = train_step(
+            params, opt_state, batch, jax.random.fold_in(dropout_key, step), jnp.int32(step)
+        )
         step += 1
         last_loss = float(loss)
         if not np.isfinite(last_loss):

@@ -172,7 +172,9 @@ def hwa_glue_model(
       tile_config: the `TileConfig` whose resolutions, noise and tiling full HWA emulates (default `TileConfig()`).
       config: fine-tuning config (default `hwa_recipe(task)`).
       base: the FP `GlueModel` to start from (default `glue_model(task, **glue_model_kwargs)`).
-      calibration_examples: training examples for the DAC-range initialisation (|mean| + 3 std, full mode).
+      calibration_examples: full HWA with `range_rule="lsq"`: training examples for the
+        DAC-range start (|mean| + 3 std); the IBM rule initialises from the first
+        `hwa.init_from_data` training batches instead (this is then not read).
       progress: progress bars.
       train: False loads a finished run and never trains (`FileNotFoundError` when there is
         none), e.g. to report what a long experiment has finished so far.
@@ -190,7 +192,7 @@ def hwa_glue_model(
     from aimc_jax._config import TileConfig
     from aimc_jax.evaluation import evaluate_float
     from aimc_jax.models import Encoder
-    from aimc_jax.models._analog import collect_layer_inputs
+    from aimc_jax.models._analog import collect_layer_inputs, init_model_ranges
     from aimc_jax.pt import calibrated_ranges
     from aimc_jax.training._finetune import _optimizer
     from aimc_jax.training._hwa import (
@@ -212,8 +214,9 @@ def hwa_glue_model(
         "tile": repr(tile_config),
         "noise": NOISE_VERSION,
         "config": dataclasses.asdict(config),
-        "calibration_examples": calibration_examples,
     }
+    if not (hwa.mode == "full" and hwa.range_rule == "ibm"):  # the IBM rule never reads it
+        ident["calibration_examples"] = calibration_examples
     if scan_layers:  # other random draws than the unrolled run: its own cache entry (unrolled keys unchanged)
         ident["scan_layers"] = True
     tag = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
@@ -223,12 +226,21 @@ def hwa_glue_model(
     atomic_write(d / "identity.json", json.dumps(ident, sort_keys=True))
     module = Encoder(base.module.config, dense=hwa_dense_factory(hwa, tile_config))
     variables = base.variables
+    lsq = hwa.mode == "full" and hwa.range_rule == "lsq"
     if hwa.mode == "full":
-        calib = collect_layer_inputs(base.module, variables, base.batches(base.calibration_split(calibration_examples)))
-        start = calibrated_ranges(variables, tile_config, calib, method="std", k=3.0)
+        if lsq:  # calibrated start; the IBM rule initialises beta from the first training batches instead
+            calib = collect_layer_inputs(
+                base.module, variables, base.batches(base.calibration_split(calibration_examples))
+            )
+            start = calibrated_ranges(variables, tile_config, calib, method="std", k=3.0)
+        else:
+            start = init_model_ranges(variables, tile_config)  # beta = 3.0 (lightning's init_value), replaced
         variables = add_input_ranges({**variables, "params": clip_weights(variables["params"], hwa.clip_sigma)}, start)
 
     def optimizer(cfg, total):
+        if not lsq:  # IBM: the ranges are ordinary parameters of the network's AdamW
+            return _optimizer(cfg, total)
+
         def label(params):
             flat = traverse_util.flatten_dict(params)
             return traverse_util.unflatten_dict({k: "ranges" if k[-1] == RANGE_PARAM else "weights" for k in flat})

@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 RANGE_PARAM = "input_range"
+INIT_COLLECTION = "range_init"  # the train step's step index in, IBM-initialised ranges out
 _INIT = nn.initializers.normal(0.02)
 
 
@@ -63,9 +64,26 @@ class HWAConfig:
       mode: "full" or "reduced" (weight noise only).
       weight_noise: std of the additive weight noise relative to the per-channel max |W|.
       clip_sigma: full mode: clip each output channel to +/- clip_sigma * std (None: no clipping).
+      range_rule: full mode: how the DAC ranges learn.
+        "ibm" (default): IBM's rule (aihwkit's input-range backward, aihwkit-lightning's
+        `InputRangeForward`; `aimc_jax._quant.ibm_dac`): a gradient only from clipped
+        inputs, one-sided (it only widens) and scaled by the range, plus
+        `range_decay * beta` while more than `range_inside` of the inputs are inside;
+        the quantiser, output noise and ADC give the range none. The ranges are
+        ordinary parameters of the network's own optimiser (AdamW, its learning
+        rate), initialised in training: in each of the first `init_from_data` steps
+        beta becomes the running mean of `init_std_alpha` * std of its input block
+        (that batch's, before it is used), as lightning's `init_from_data`.
+        "lsq": the earlier aimc_jax rule: the two-sided LSQ-style gradient through
+        the DAC quantiser, output noise and ADC (`_quant` module), a separate Adam
+        on log(beta) at `range_learning_rate` (`range_optimizer`), started from
+        |mean| + 3 std of 512 calibration examples; a PT-like range optimisation
+        during training, not the paper's baseline.
       range_decay: full mode: decay pulling a DAC range in while > `range_inside` of its inputs are inside.
       range_inside: the inside fraction above which the decay acts.
-      range_learning_rate: peak Adam learning rate of the DAC ranges, applied to log(beta)
+      init_from_data: "ibm": training steps over which the ranges are initialised from data.
+      init_std_alpha: "ibm": the multiple of the input std the initialisation uses.
+      range_learning_rate: "lsq": peak Adam learning rate of the DAC ranges, applied to log(beta)
         (`range_optimizer`: relative steps, cosine-decayed to a tenth over the run, as PT).
         An absolute rate of 1e-3 on beta (the first setting) could not lift the
         3-std starting ranges that clip MRPC's FFN inputs within one epoch: the
@@ -75,25 +93,41 @@ class HWAConfig:
     mode: str = "full"
     weight_noise: float = 0.02
     clip_sigma: float | None = 2.5
+    range_rule: str = "ibm"
     range_decay: float = 0.001
     range_inside: float = 0.95
+    init_from_data: int = 100
+    init_std_alpha: float = 3.0
     range_learning_rate: float = 0.05
 
     def settings(self) -> dict:
-        """The settings this mode reads (reduced HWA: only the weight noise), e.g. for cache keys and reports."""
-        if self.mode == "full":
-            return dataclasses.asdict(self)
-        return {"mode": self.mode, "weight_noise": self.weight_noise}
+        """The settings this mode reads (reduced HWA: only the weight noise), e.g. for cache keys and reports.
+
+        The "lsq" rule's settings are those of the runs before `range_rule` existed (same cache keys).
+        """
+        if self.mode != "full":
+            return {"mode": self.mode, "weight_noise": self.weight_noise}
+        s = dataclasses.asdict(self)
+        if self.range_rule == "lsq":
+            for k in ("range_rule", "init_from_data", "init_std_alpha"):
+                del s[k]
+        else:
+            del s["range_learning_rate"]
+        return s
 
     def __post_init__(self):
         if self.mode not in ("full", "reduced"):
             raise ValueError(f"HWAConfig.mode must be 'full' or 'reduced', got {self.mode!r}")
+        if self.range_rule not in ("ibm", "lsq"):
+            raise ValueError(f"HWAConfig.range_rule must be 'ibm' or 'lsq', got {self.range_rule!r}")
         if self.weight_noise < 0:
             raise ValueError(f"HWAConfig.weight_noise must be >= 0, got {self.weight_noise}")
         if self.clip_sigma is not None and not self.clip_sigma > 0:
             raise ValueError(f"HWAConfig.clip_sigma must be > 0 or None, got {self.clip_sigma}")
         if self.range_decay < 0 or not 0 < self.range_inside <= 1 or not self.range_learning_rate > 0:
             raise ValueError("HWAConfig: range_decay >= 0, 0 < range_inside <= 1, range_learning_rate > 0")
+        if self.init_from_data < 0 or not self.init_std_alpha > 0:
+            raise ValueError("HWAConfig: init_from_data >= 0, init_std_alpha > 0")
 
 
 def _row_block(in_sizes) -> np.ndarray:
@@ -131,12 +165,16 @@ class HWADense(nn.Module):
             w_norm = kernel / gamma[rows]
             w_norm = w_norm + self.hwa.weight_noise * jax.random.normal(k_w, w_norm.shape, jnp.float32)
             state = TileState(weights=to_blocks(w_norm, layout), alpha=jnp.ones_like(beta), column=gamma, layout=layout)
-            lead = x.shape[:-1]
-            y = _mvm(state, Ranges(column=gamma, input=beta), x.reshape(-1, x.shape[-1]), self.tile_config, k_out)
-            y = y.reshape(*lead, self.features)
-            if self.hwa.range_decay:
-                xa = jnp.abs(jax.lax.stop_gradient(x.reshape(-1, x.shape[-1])))
-                starts = np.cumsum((0, *layout.in_sizes))
+            xs = x.reshape(-1, x.shape[-1])
+            starts = np.cumsum((0, *layout.in_sizes))
+            ibm = self.hwa.range_rule == "ibm"
+            if ibm:
+                beta = self._init_from_data(beta, xs, starts)
+            rule = (self.hwa.range_decay, self.hwa.range_inside) if ibm else None
+            y = _mvm(state, Ranges(column=gamma, input=beta), xs, self.tile_config, k_out, ibm_range=rule)
+            y = y.reshape(*x.shape[:-1], self.features)
+            if self.hwa.range_decay and not ibm:
+                xa = jnp.abs(jax.lax.stop_gradient(xs))
                 inside = jnp.stack(
                     [jnp.mean(xa[:, starts[a] : starts[a + 1], None] <= beta[a][None, None, :], axis=(0, 1))
                      for a in range(layout.n_in)]
@@ -144,6 +182,20 @@ class HWADense(nn.Module):
                 pull = jax.lax.stop_gradient((inside > self.hwa.range_inside).astype(jnp.float32))
                 self.sow("losses", "range_decay", self.hwa.range_decay * jnp.sum(beta * pull))
         return y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+    def _init_from_data(self, beta, xs, starts):
+        """IBM's data initialisation: while the train step's `range_init/step` < init_from_data,
+        beta <- beta + (init_std_alpha * std(input block) - beta) / (step + 1), the running mean
+        over the steps so far, used in this forward and written back (`range_init/beta`)."""
+        if not self.has_variable(INIT_COLLECTION, "step"):
+            return beta
+        step = self.get_variable(INIT_COLLECTION, "step")
+        std = jnp.stack([jnp.std(xs[:, starts[a] : starts[a + 1]], ddof=1) for a in range(len(starts) - 1)])
+        target = self.hwa.init_std_alpha * jax.lax.stop_gradient(std)[:, None]
+        mix = jnp.where((step < self.hwa.init_from_data) & (target > 0), 1.0 / (step + 1.0), 0.0)
+        beta = beta + jax.lax.stop_gradient(mix * (target - beta))
+        self.put_variable(INIT_COLLECTION, "beta", beta)
+        return beta
 
 
 def log_space(inner: optax.GradientTransformation) -> optax.GradientTransformation:
