@@ -26,6 +26,7 @@ from aimc_jax.models._analog import (
     init_model_ranges,
     program_model,
     read_model,
+    weight_error_std,
 )
 
 __version__ = "0.1.0"
@@ -62,4 +63,5 @@ __all__ = [
     "read_model",
     "shard_batch",
     "tile_layout",
+    "weight_error_std",
 ]

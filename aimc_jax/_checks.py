@@ -17,7 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-__all__ = ["check_finite", "check_positive", "checked", "checking", "guard", "is_concrete", "require_key"]
+__all__ = [
+    "check_finite",
+    "check_positive",
+    "check_times",
+    "checked",
+    "checking",
+    "guard",
+    "is_concrete",
+    "require_key",
+]
 
 _CHECKING = contextvars.ContextVar("aimc_jax_checking", default=False)
 _LAYER = contextvars.ContextVar("aimc_jax_scanned_layer", default=None)
@@ -33,6 +42,17 @@ def require_key(key, where: str):
     if key is None:
         raise TypeError(f"{where} needs an explicit PRNG key: pass key=jax.random.key(seed)")
     return key
+
+
+def check_times(t, where: str) -> None:
+    """ValueError unless the concrete drift time(s) `t` are a non-empty set of finite seconds >= 0.
+
+    The one rule of every entry point (t = 0 is the moment of programming); traced
+    times are checked by `guard` where they are used (`_tile._check_time`).
+    """
+    a = np.atleast_1d(np.asarray(t, np.float64)) if is_concrete(t) else None
+    if a is not None and (a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0)):
+        raise ValueError(f"{where}: drift time(s) t must be finite and >= 0 seconds, got {t!r}")
 
 
 def checking() -> bool:

@@ -16,6 +16,7 @@ _PROGRAMMED_CONDUCTANCES = ("rescaled", "devices")
 _DRIFT_READOUTS = ("forward", "exact")
 _NOISE_PRNGS = ("hash", "jax", "rbg", "unsafe_rbg")
 _CROSSBAR_KERNELS = ("auto", "unrolled", "batched")
+_SHOWN_WHEN_SET = ("weight_noise",)  # added after results were cached: in repr only when not the default
 
 
 def _check_resolution(name: str, value) -> None:
@@ -89,6 +90,12 @@ class TileConfig:
         output noise (fast, but not vmap-invariant), with `jax.random.normal` of
         the key for the per-chip draws of `program` and `read` (which are vmapped
         over layers and keys).
+      weight_noise: std of an additive Gaussian noise on every read-out normalised weight
+        (units of gamma: w in [-1, 1]), drawn at each read-out (`read`, `fresh_state`)
+        after drift and read noise; 0 (default) off. With the PCM effects off it is a
+        generic device model (`gaussian_device`), for PT with less knowledge of the
+        hardware than the chip it is evaluated on. Its gradient passes straight through;
+        with drift compensation on, the read-out that sets alpha at t includes it.
       crossbar_kernel: how `mvm` runs the crossbars, not what it computes (both give
         the same outputs and output noise up to float summation order): "unrolled"
         one small dot per crossbar, unrolled at trace time (fastest on XLA:CPU);
@@ -118,7 +125,21 @@ class TileConfig:
     programmed_conductances: str = "rescaled"
     drift_readout: str = "forward"
     noise_prng: str = "hash"
+    weight_noise: float = 0.0
     crossbar_kernel: str = dataclasses.field(default="auto", repr=False)
+
+    def __repr__(self) -> str:
+        """The dataclass repr, without fields added since results were first cached while they keep their defaults.
+
+        Results caches and saved ranges key on `repr(config)`: a new field left at its
+        default must not change the key of every earlier result.
+        """
+        shown = (
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.repr and not (f.name in _SHOWN_WHEN_SET and getattr(self, f.name) == f.default)
+        )
+        return f"TileConfig({', '.join(shown)})"
 
     def __post_init__(self):
         for name in ("max_input_size", "max_output_size"):
@@ -131,7 +152,7 @@ class TileConfig:
         _check_resolution("inp_res", self.inp_res)
         _check_resolution("out_res", self.out_res)
         _check_positive("out_bound", self.out_bound, allow_none=True)
-        for name in ("out_noise", "prog_noise_scale", "read_noise_scale", "drift_scale"):
+        for name in ("out_noise", "prog_noise_scale", "read_noise_scale", "drift_scale", "weight_noise"):
             _check_non_negative(name, getattr(self, name))
         for name in ("g_max", "t0", "t_read"):
             _check_positive(name, getattr(self, name))
@@ -206,6 +227,18 @@ class TileConfig:
         drop (`ir_drop=1.0`); HWA training's own weight noise is `HWAConfig`'s.
         """
         return cls(**{"max_output_size": None, **overrides})
+
+    @classmethod
+    def gaussian_device(cls, weight_noise: float, **overrides) -> TileConfig:
+        """A generic (non-PCM) device: additive Gaussian weight noise of std `weight_noise` at read-out.
+
+        No PCM programming noise, drift, 1/f read noise or drift compensation; the
+        periphery (tiling, DAC, ADC, output noise) as the defaults. The hardware-information
+        ablation of PT optimises ranges on this and evaluates them on the PCM chip; match
+        `weight_noise` to the PCM chip's weight error with `aimc_jax.weight_error_std`.
+        """
+        fields = dict(prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0, drift_compensation=False)
+        return cls(**{**fields, "weight_noise": weight_noise, **overrides})
 
     def replace(self, **changes) -> TileConfig:
         """`dataclasses.replace` as a method (re-validates)."""

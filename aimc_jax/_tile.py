@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aimc_jax import _pcm
-from aimc_jax._checks import check_finite, guard, is_concrete, require_key
+from aimc_jax._checks import check_finite, check_times, guard, is_concrete, require_key
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import TileLayout, merge_last, split_last, tile_layout, to_blocks, valid_mask
 from aimc_jax._quant import fake_quantize, ibm_dac, quantize_normalized
@@ -123,9 +123,9 @@ def _check_time(t, where: str) -> None:
     if np.ndim(t) != 0:
         raise ValueError(f"{where}: t must be a scalar time in seconds, got shape {np.shape(t)} (one read-out per t)")
     if not is_concrete(t):
-        guard(jnp.isfinite(t) & (t >= 0), f"{where}: inference time t must be finite and >= 0 seconds, got {{t}}", t=t)
-    elif not np.all(np.isfinite(t)) or np.any(np.asarray(t) < 0):
-        raise ValueError(f"{where}: inference time t must be finite and >= 0 seconds, got {t!r}")
+        guard(jnp.isfinite(t) & (t >= 0), f"{where}: drift time(s) t must be finite and >= 0 seconds, got {{t}}", t=t)
+    else:
+        check_times(t, where)
 
 
 @functools.partial(jax.jit, static_argnames="config")
@@ -208,6 +208,8 @@ def _reference(g_prog, config: TileConfig, mask, key_program):
 
 # the output-noise stream of the compensation read-outs: fold_in(programming or read key, this)
 _READOUT_STREAM = 2
+# the stream of `TileConfig.weight_noise`: fold_in(read key, this)
+_WEIGHT_NOISE_STREAM = 3
 
 
 def _readout(weights, config: TileConfig, mask, key):
@@ -249,7 +251,11 @@ def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
             g_t = jnp.maximum(g_t + config.read_noise_scale * jnp.abs(g_t) * sig * noise, 0.0)
         finals.append(jnp.where(mask, g_t, 0.0))
     weights = (finals[0] - finals[1]) / g_max
-    return weights if peak is None else weights * peak
+    weights = weights if peak is None else weights * peak
+    if config.weight_noise:  # the generic device's additive noise (slope 1: the written slopes hold)
+        noise = _normal(jax.random.fold_in(key, _WEIGHT_NOISE_STREAM), weights.shape, _device_prng(config))
+        weights = jnp.where(mask, weights + config.weight_noise * noise, 0.0)
+    return weights
 
 
 def _crossbar_peak(w_prog):

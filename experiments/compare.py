@@ -31,7 +31,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import optax
-from diagnose import LAYER_GROUPS  # experiments/ is the script directory, on sys.path
 
 import aimc_jax as aj
 from aimc_jax import pt
@@ -48,6 +47,7 @@ from aimc_jax.evaluation import (
     run_metadata,
     write_results,
 )
+from aimc_jax.models import layer_groups
 from aimc_jax.training import HWAConfig, glue_model, hwa_glue_model, hwa_recipe
 
 TASKS = ("MRPC", "CoLA", "RTE", "STS-B", "SST-2", "QNLI")  # the cheapest HWA trainings first
@@ -164,11 +164,7 @@ def evaluate(gm, ranges, config, batches, split, seeds, args, condition) -> MCRe
 def range_changes(task, condition, start, ranges) -> list[str]:
     """Markdown rows: per layer group, geometric-mean ratio (PT / start) of gamma and beta, and how many grew."""
     rows = []
-    for group, pattern in LAYER_GROUPS.items():
-        try:
-            names = pt.select_layers(sorted(ranges), pattern)  # the selection of optimize_ranges(layers=pattern)
-        except ValueError:  # e.g. no pooler
-            names = ()
+    for group, names in layer_groups(ranges).items():
         cells = [task, condition, group]
         for field in ("column", "input"):
             if not names:
@@ -257,10 +253,7 @@ def plot_claims(results: dict, path: Path) -> bool:
     """Per task: the paired differences of claims (a) and (b) (metric x 100, mean and 95 % CI) against drift
     time, with each claim's bar; a claim holds where its whole interval clears its bar. False (and no file)
     while no task has a claim to show."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. inline plots) is left alone
 
     tasks = [t for t, conds in results.items() if "full HWA" in conds and any(c[1] in conds for c in CLAIMS)]
     if not tasks:
@@ -268,7 +261,8 @@ def plot_claims(results: dict, path: Path) -> bool:
         return False
     cols = min(3, len(tasks))
     nrows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, task in zip(axes.flat, tasks, strict=False):
         conds, metric = results[task], task_spec(task).metrics[0]
         times = np.asarray(conds["full HWA"].times)
@@ -293,7 +287,6 @@ def plot_claims(results: dict, path: Path) -> bool:
     fig.suptitle("The paper's claims: paired differences over seeds, 95 % CI (dotted: each claim's bar)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 

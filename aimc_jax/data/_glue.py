@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import types
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,8 @@ class TaskSpec:
       label: label column.
       labels: label strings in class order (class i = labels[i]); None for regression.
       metrics: official metric names, the first one being the task's headline metric.
-      splits: file stem per split name.
+      splits: file stem per split name, as (split, stem) pairs (a dict is accepted and
+        converted: the spec is immutable and hashable); `file_stem(split)` looks one up.
       header: whether the files have a header row (CoLA has none).
       columns: column names for header-less files.
     """
@@ -44,9 +47,24 @@ class TaskSpec:
     label: str
     labels: tuple[str, ...] | None
     metrics: tuple[str, ...]
-    splits: dict = dataclasses.field(default_factory=lambda: {"train": "train", "dev": "dev"})
+    splits: tuple[tuple[str, str], ...] = (("train", "train"), ("dev", "dev"))
     header: bool = True
     columns: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        pairs = self.splits.items() if isinstance(self.splits, Mapping) else self.splits
+        object.__setattr__(self, "splits", tuple((str(k), str(v)) for k, v in pairs))
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.splits)
+
+    def file_stem(self, split: str) -> str:
+        """The file stem of `split` (ValueError naming the task's splits when it has none of that name)."""
+        stems = dict(self.splits)
+        if split not in stems:
+            raise ValueError(f"{self.name} has no split {split!r}; splits: {', '.join(stems)}")
+        return stems[split]
 
     @property
     def num_labels(self) -> int:
@@ -61,7 +79,7 @@ class TaskSpec:
 _BINARY = ("0", "1")
 _ENTAIL = ("entailment", "not_entailment")
 
-TASKS: dict[str, TaskSpec] = {
+_TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
         TaskSpec(
@@ -105,6 +123,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec(name="WNLI", text=("sentence1", "sentence2"), label="label", labels=_BINARY, metrics=("accuracy",)),
     )
 }
+TASKS: Mapping[str, TaskSpec] = types.MappingProxyType(_TASKS)  # read-only: no change by accident
 
 _ALIASES = {name.lower().replace("-", ""): name for name in TASKS}
 
@@ -198,9 +217,7 @@ def load_glue(task: str | TaskSpec, split: str = "dev", glue_dir_: str | os.Path
       ValueError: unknown task/split, or a row with an unexpected label or column count.
     """
     spec = task_spec(task)
-    if split not in spec.splits:
-        raise ValueError(f"{spec.name} has no split {split!r}; splits: {', '.join(spec.splits)}")
-    path = glue_dir(glue_dir_) / spec.name / f"{spec.splits[split]}.tsv"
+    path = glue_dir(glue_dir_) / spec.name / f"{spec.file_stem(split)}.tsv"
     if not path.is_file():
         raise FileNotFoundError(f"{spec.name} {split} split missing: {path} does not exist")
     with path.open(encoding="utf-8-sig", newline="") as f:

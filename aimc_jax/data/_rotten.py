@@ -3,7 +3,10 @@
 The sdist's `additional_resources/hutto_ICWSM_2014.tar.gz` holds
 `movieReviewSnippets_GroundTruth.txt`: 10,605 Rotten Tomatoes snippets (Pang & Lee)
 with mean human sentiment ratings in [-4, 4] (Hutto & Gilbert, ICWSM 2014; MIT).
-Label = rating > 0. Fetched once with `pip download` into the cache.
+Label = rating > 0. The library never downloads: fetch the sdist yourself
+(`pip download --no-deps --no-binary :all: vaderSentiment==3.3.2 -d DIR`, what the main
+job does when GLUE SST-2 is absent) and pass it to `extract_rotten_tomatoes`, which puts
+the snippets where `rotten_tomatoes_splits` looks for them.
 
 References:
   Hutto & Gilbert, VADER (ICWSM 2014); Pang & Lee, sentence polarity dataset v1.0 (2005).
@@ -12,8 +15,6 @@ References:
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -22,23 +23,32 @@ import numpy as np
 from aimc_jax._cache import atomic_write, cache_dir
 from aimc_jax.data._glue import GlueSplit, task_spec
 
-__all__ = ["rotten_tomatoes_splits"]
+__all__ = ["SDIST", "extract_rotten_tomatoes", "rotten_tomatoes_splits"]
 
-_SDIST = "vaderSentiment==3.3.2"
+SDIST = "vaderSentiment==3.3.2"  # the pip requirement of the sdist that holds the snippets
+_INNER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 _MEMBER = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+_FILE = "movieReviewSnippets_GroundTruth.txt"
 
 
-def _fetch(directory: Path) -> Path:
-    target = directory / "movieReviewSnippets_GroundTruth.txt"
-    if target.is_file():
-        return target
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", _SDIST, "-d"]
-    subprocess.run([*cmd, str(directory)], check=True)
-    (sdist,) = directory.glob("vaderSentiment-3.3.2.tar.gz")
-    with tarfile.open(sdist) as outer:
-        inner = outer.extractfile("vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz")
-        with tarfile.open(fileobj=io.BytesIO(inner.read())) as t:
-            atomic_write(target, t.extractfile(_MEMBER).read())
+def _default_path() -> Path:
+    return cache_dir("data", "vaderSentiment-3.3.2") / _FILE
+
+
+def extract_rotten_tomatoes(sdist, path=None) -> Path:
+    """Extract the snippets file from a downloaded vaderSentiment 3.3.2 sdist (.tar.gz) to `path`
+    (default: where `rotten_tomatoes_splits` looks); returns the path. ValueError naming the file
+    when it is not that sdist."""
+    target = Path(path) if path is not None else _default_path()
+    try:
+        with tarfile.open(sdist) as outer:
+            inner = outer.extractfile(_INNER)
+            with tarfile.open(fileobj=io.BytesIO(inner.read())) as t:
+                data = t.extractfile(_MEMBER).read()
+    except (tarfile.TarError, KeyError, AttributeError, OSError) as e:
+        raise ValueError(f"{sdist} is not the vaderSentiment 3.3.2 sdist ({type(e).__name__}: {e})") from e
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, data)
     return target
 
 
@@ -48,9 +58,18 @@ def rotten_tomatoes_splits(*, dev_fraction: float = 0.2, seed: int = 0, path=Non
     Args:
       dev_fraction: fraction held out as dev (seeded permutation).
       seed: permutation seed.
-      path: an existing `movieReviewSnippets_GroundTruth.txt` (default: fetched into the cache).
+      path: an existing `movieReviewSnippets_GroundTruth.txt` (default: the one
+        `extract_rotten_tomatoes` put into the cache).
+
+    Raises:
+      FileNotFoundError: no snippets file there (it says how to fetch one).
     """
-    path = Path(path) if path is not None else _fetch(cache_dir("data", "vaderSentiment-3.3.2"))
+    path = Path(path) if path is not None else _default_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no Rotten Tomatoes snippets at {path}: `pip download --no-deps --no-binary :all: {SDIST} -d DIR`, "
+            "then aimc_jax.data.extract_rotten_tomatoes('DIR/vaderSentiment-3.3.2.tar.gz')"
+        )
     text, labels = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         parts = line.split("\t")

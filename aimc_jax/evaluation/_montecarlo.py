@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from aimc_jax._checks import check_times
 from aimc_jax._checks import checked as _checked
 from aimc_jax._parallel import STRATEGIES, default_strategy, stack_trees
 from aimc_jax.data import GlueSplit, compute_metrics, unbatch
@@ -238,8 +239,7 @@ def evaluate_analog(
     times = tuple(float(t) for t in times)
     if not seeds or not times:
         raise ValueError("need at least one seed and one drift time")
-    if any(not np.isfinite(t) or t <= 0 for t in times):
-        raise ValueError(f"drift times must be positive seconds, got {times}")
+    check_times(times, "evaluate_analog")
     check_token_ids(module, batches)
     if not batches:
         raise ValueError("no batches to evaluate")

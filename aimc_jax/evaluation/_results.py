@@ -124,15 +124,13 @@ def _markdown(rows: list[dict], meta: dict, title: str) -> str:
 
 
 def _plot(rows: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. inline plots) is left alone
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     cols = min(3, len(tasks))
     nrows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, task in zip(axes.flat, tasks, strict=False):
         metric = task_spec(task).metrics[0]
         sel = [r for r in rows if r["task"] == task and r["metric"] == metric]
@@ -157,7 +155,6 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_results(stem, rows: list[dict], meta: dict, *, title: str | None = None, plot: bool = True) -> list[Path]:

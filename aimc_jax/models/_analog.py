@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aimc_jax._checks import check_finite, scanned_layer_index
+from aimc_jax._checks import check_finite, require_key, scanned_layer_index
 from aimc_jax._config import TileConfig
-from aimc_jax._layout import tile_layout
+from aimc_jax._layout import tile_layout, to_blocks, valid_mask
 from aimc_jax._parallel import stack_trees
 from aimc_jax._ranges import Ranges, check_ranges, init_ranges
-from aimc_jax._tile import _check_time, fresh_state, mvm, program, read
+from aimc_jax._tile import _blocked_column, _check_time, fresh_state, mvm, program, read
 
 __all__ = [
     "AnalogDense",
@@ -47,6 +47,7 @@ __all__ = [
     "init_model_ranges",
     "program_model",
     "read_model",
+    "weight_error_std",
 ]
 
 
@@ -279,8 +280,7 @@ def program_model(variables, ranges: Mapping[str, Ranges], config: ConfigLike, *
     Layer `name` gets the key `fold_in(key, crc32(name))`, so a layer's draw does not
     depend on which other layers are analog (common random numbers across configs).
     """
-    if key is None:
-        raise TypeError("program_model() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    require_key(key, "program_model()")
     layers = _checked_layers(variables, ranges, config, "program_model")
     keys = _layer_keys(key, layers)
     items = {name: (w, ranges[name], keys[name]) for name, (w, _) in layers.items()}
@@ -290,8 +290,7 @@ def program_model(variables, ranges: Mapping[str, Ranges], config: ConfigLike, *
 
 def read_model(chip: Mapping, t, config: ConfigLike, *, key) -> dict:
     """Read every programmed layer out at time `t` seconds: {name: TileState}."""
-    if key is None:
-        raise TypeError("read_model() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    require_key(key, "read_model()")
     if not isinstance(chip, Mapping):
         raise TypeError(f"read_model: chip must be the dict from program_model, got {type(chip).__name__}")
     configs = {name: _layer_config(config, name) for name in chip}
@@ -313,10 +312,40 @@ def fresh_chip(variables, ranges: Mapping[str, Ranges], config: ConfigLike, t, *
     contracts some multiply-adds differently), with a much cheaper gradient with respect
     to the column ranges (`aimc_jax.fresh_state`): what PT objectives draw chips with.
     """
-    if key is None:
-        raise TypeError("fresh_chip() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    require_key(key, "fresh_chip()")
     k1, k2 = jax.random.split(key)
     return _fresh_chip_from(variables, ranges, config, t, k1, k2)
+
+
+def weight_error_std(variables, ranges: Mapping[str, Ranges], config: ConfigLike, t, *, key, chips: int = 2) -> float:
+    """The RMS weight error of fresh chips read at `t`, in units of gamma.
+
+    The error of a device is alpha * w_read - clip(W / gamma, -1, 1) (its effective
+    read-out weight, drift compensation included, against the normalised target),
+    pooled over every device of every analog layer and `chips` chips drawn from `key`:
+    the size of the PCM model's weight error, e.g. to match a generic device's
+    `TileConfig.gaussian_device(weight_noise)` to it. Output noise and the DAC/ADC are
+    not part of it.
+    """
+    require_key(key, "weight_error_std()")
+    if isinstance(chips, bool) or not isinstance(chips, int) or chips < 1:
+        raise ValueError(f"weight_error_std: chips must be an int >= 1, got {chips!r}")
+    layers = _checked_layers(variables, ranges, config, "weight_error_std")
+    total, count = 0.0, 0
+    for c in range(chips):
+        state = fresh_chip(variables, ranges, config, t, key=jax.random.fold_in(key, c))
+        for name, (w, _) in layers.items():
+            s = state[name]
+            target = jnp.clip(
+                to_blocks(jnp.asarray(w, jnp.float32), s.layout) / _blocked_column(s.column, s.layout)[:, :, None, :],
+                -1.0,
+                1.0,
+            )
+            err = s.alpha[:, :, None, None] * s.weights - target
+            mask = valid_mask(s.layout)
+            total += float(jnp.sum(jnp.where(mask, err * err, 0.0)))
+            count += int(np.broadcast_to(mask, err.shape).sum())
+    return math.sqrt(total / count)
 
 
 def _fresh_chip_from(variables, ranges, config, t, k1, k2) -> dict:
@@ -395,8 +424,7 @@ def analog_apply(
       remat: with scan, recompute each layer's activations in the backward pass
         (less memory for gradients w.r.t. the ranges, about one more forward).
     """
-    if key is None:
-        raise TypeError("analog_apply() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    require_key(key, "analog_apply()")
     layers = analog_layers(variables, config)
     _check_names(ranges, layers, "ranges")
     _check_names(state, layers, "analog states")
@@ -438,8 +466,7 @@ def analog_forward(module, variables, ranges, input_ids, attention_mask, config:
     with `k1, k2, k3 = jax.random.split(key, 3)` up to float32 rounding: the chip comes
     from `fresh_chip` (same draws, a cheaper gradient).
     """
-    if key is None:
-        raise TypeError("analog_forward() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    require_key(key, "analog_forward()")
     k1, k2, k3 = jax.random.split(key, 3)
     state = _fresh_chip_from(variables, ranges, config, t, k1, k2)
     return analog_apply(module, variables, ranges, state, input_ids, attention_mask, config, key=k3, **kwargs)
@@ -448,6 +475,16 @@ def analog_forward(module, variables, ranges, input_ids, attention_mask, config:
 def count_tiles(variables, config: ConfigLike) -> int:
     """Number of crossbars the model's analog layers need."""
     return sum(tile_layout(*w.shape, cfg).n_tiles for w, cfg in analog_layers(variables, config).values())
+
+
+_FLOAT_DENSE = functools.partial(AnalogDense, tile_config=None)
+
+
+@functools.partial(jax.jit, static_argnames="module")
+def _float_layer_inputs(module, params, ids, mask, types):
+    """The float model's sown dense-layer inputs of one batch (compiled once per module and batch shape)."""
+    _, sown = module.apply({"params": params}, ids, mask, types, mutable=["layer_inputs"])
+    return sown["layer_inputs"]
 
 
 def collect_layer_inputs(
@@ -466,17 +503,12 @@ def collect_layer_inputs(
       {layer name: (rows, in_features) float32 array}, ready for `init_model_ranges`.
     """
     if hasattr(module, "dense"):
-        module = module.clone(dense=functools.partial(AnalogDense, tile_config=None))
-
-    @jax.jit
-    def run(params, ids, mask, types):
-        _, sown = module.apply({"params": params}, ids, mask, types, mutable=["layer_inputs"])
-        return sown["layer_inputs"]
-
+        module = module.clone(dense=_FLOAT_DENSE)  # one shared factory: equal clones hit jit's cache
     rows: dict[str, list[np.ndarray]] = {}
     for batch in batches:
         mask = np.asarray(batch["attention_mask"])
-        sown = run(_params(variables), batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        ids, types = batch["input_ids"], batch.get("token_type_ids")
+        sown = _float_layer_inputs(module, _params(variables), ids, batch["attention_mask"], types)
         for path, (x,) in traverse_util.flatten_dict(sown).items():
             x = np.asarray(x)
             x = x[mask > 0] if x.ndim == 3 else x.reshape(-1, x.shape[-1])

@@ -10,7 +10,7 @@ References:
   Computing Accelerators Post-Training", ISCAS 2024 (arXiv 2401.09859).
 """
 
-from aimc_jax.pt._calibrate import INPUT_METHODS, calibrated_ranges, with_output_ranges
+from aimc_jax.models._calibrate import INPUT_METHODS, calibrated_ranges, with_output_ranges
 from aimc_jax.pt._io import load_ranges, model_fingerprint, read_meta, save_ranges
 from aimc_jax.pt._objectives import (
     Objective,

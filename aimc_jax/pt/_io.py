@@ -3,12 +3,17 @@
     save_ranges(path, ranges, config=config, variables=variables, meta={...})
     ranges = load_ranges(path, config=config, variables=variables)  # refuses a mismatched model
 
-The file is one `.npz`: every range array, plus a JSON header with the config's
-repr, each analog layer's weight shape and a SHA-256 fingerprint of its weights.
+The file is one `.npz`: every range array, plus a JSON header with the config (its
+field values, `config_record`, and its repr for people), each analog layer's weight
+shape and a SHA-256 fingerprint of its weights. A config matches when every field it
+shares with the saved one has the saved value and every field the file does not know
+(added to `TileConfig` later) is at its default; files of format 1 (repr only) are
+matched by repr, which hides fields added later while they keep their defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,13 +22,63 @@ from pathlib import Path
 import numpy as np
 
 from aimc_jax._cache import atomic_write
+from aimc_jax._config import TileConfig
 from aimc_jax._layout import tile_layout
 from aimc_jax._ranges import Ranges, check_ranges
-from aimc_jax.models._analog import ConfigLike, analog_layers
+from aimc_jax.models._analog import ConfigLike, LayerConfigs, analog_layers
 
 __all__ = ["load_ranges", "model_fingerprint", "read_meta", "save_ranges"]
 
 _FIELDS = ("column", "input", "output")
+FORMAT = 2  # 1: config matched by repr; 2: by field values (config_record)
+
+
+def config_record(config: ConfigLike | None):
+    """A JSON-able record of a config's values: what changes results (fields left out of repr, such as
+    `crossbar_kernel`, do not)."""
+    if config is None:
+        return None
+    if isinstance(config, TileConfig):
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.repr}
+        return {"type": "TileConfig", "fields": fields}
+    if isinstance(config, LayerConfigs):
+        overrides = [[pattern, config_record(c)] for pattern, c in config.overrides]
+        return {"type": "LayerConfigs", "default": config_record(config.default), "overrides": overrides}
+    raise TypeError(f"config must be a TileConfig or LayerConfigs, got {type(config).__name__}")
+
+
+def config_differences(saved, now, where: str = "config") -> list[str]:
+    """How config record `now` differs from `saved` ([] when it matches): fields with other values, and
+    fields unknown to `saved` that are not at their defaults."""
+    if saved is None or now is None or saved.get("type") != now.get("type"):
+        same = saved is None and now is None
+        return [] if same else [f"{where}: {_kind(saved)} saved, {_kind(now)} now"]
+    if now["type"] == "TileConfig":
+        defaults = {f.name: f.default for f in dataclasses.fields(TileConfig)}
+        out = []
+        for name, value in now["fields"].items():
+            old = (
+                saved["fields"].get(name, defaults.get(name)) if name not in saved["fields"] else saved["fields"][name]
+            )
+            if old != value:
+                out.append(f"{where}.{name}: {old!r} saved, {value!r} now")
+        out += [
+            f"{where}.{n}: {saved['fields'][n]!r} saved, not a field now"
+            for n in saved["fields"]
+            if n not in now["fields"]
+        ]
+        return out
+    out = config_differences(saved["default"], now["default"], f"{where}.default")
+    patterns = [p for p, _ in saved["overrides"]], [p for p, _ in now["overrides"]]
+    if patterns[0] != patterns[1]:
+        return [*out, f"{where}.overrides: patterns {patterns[0]} saved, {patterns[1]} now"]
+    for (pattern, a), (_, b) in zip(saved["overrides"], now["overrides"], strict=True):
+        out += config_differences(a, b, f"{where}[{pattern!r}]")
+    return out
+
+
+def _kind(record) -> str:
+    return "no config (digital)" if record is None else record.get("type", "?")
 
 
 def model_fingerprint(variables, config: ConfigLike) -> dict:
@@ -66,7 +121,13 @@ def save_ranges(path, ranges: dict, *, config: ConfigLike, variables, meta: dict
         for f in _FIELDS:
             if getattr(r, f) is not None:
                 arrays[f"{name}::{f}"] = np.asarray(getattr(r, f), np.float32)
-    header = {"config": repr(config), "model": model_fingerprint(variables, config), "meta": meta or {}}
+    header = {
+        "format": FORMAT,
+        "config": repr(config),
+        "config_record": config_record(config),
+        "model": model_fingerprint(variables, config),
+        "meta": meta or {},
+    }
     buf = io.BytesIO()
     np.savez(buf, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
     atomic_write(path, buf.getvalue())
@@ -82,7 +143,11 @@ def load_ranges(path, *, config: ConfigLike, variables) -> dict[str, Ranges]:
         is missing, misshapen, non-finite or not positive.
     """
     header, arrays = _read(path)
-    if header["config"] != repr(config):
+    if "config_record" in header:
+        differ = config_differences(header["config_record"], config_record(config))
+        if differ:
+            raise ValueError(f"{path}: ranges were optimised for another config ({'; '.join(differ[:6])})")
+    elif header["config"] != repr(config):  # format 1
         raise ValueError(f"{path}: ranges were optimised for config {header['config']}, not {config!r}")
     saved, now = header["model"], model_fingerprint(variables, config)
     if set(saved) != set(now):

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aimc_jax._checks import check_times
 from aimc_jax._config import TileConfig
 from aimc_jax._tile import fresh_state, mvm
-from aimc_jax.data import task_spec
+from aimc_jax.data import task_loss, task_spec
 from aimc_jax.models._analog import ConfigLike, _layer_keys, analog_forward, analog_layers
-from aimc_jax.training import task_loss
 
 __all__ = [
     "Objective",
@@ -67,9 +67,7 @@ def draw_time(t, key):
 
 
 def _check_times(t):
-    a = np.atleast_1d(np.asarray(t, np.float64))
-    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise ValueError(f"drift time(s) t must be finite and >= 0 seconds, got {t!r}")
+    check_times(t, "PT objective")
 
 
 def _static_time(t):

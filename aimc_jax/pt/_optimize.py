@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from aimc_jax._checks import checked
+from aimc_jax._checks import checked, require_key
 from aimc_jax._ranges import Ranges
 from aimc_jax.pt._objectives import Objective
 
@@ -212,8 +212,7 @@ def optimize_ranges(
       `PTResult`. Raises `PTDiverged` (with the last finite ranges) on a non-finite
       loss, or when an update makes a range non-finite or zero or moves it more than e^30 from its start.
     """
-    if key is None:
-        raise TypeError("optimize_ranges() needs an explicit PRNG key: pass key=jax.random.key(seed)")
+    require_key(key, "optimize_ranges()")
     fields = (fields,) if isinstance(fields, str) else tuple(fields)
     bad = [f for f in fields if f not in FIELDS]
     if bad or not fields:

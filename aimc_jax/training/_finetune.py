@@ -33,7 +33,7 @@ from flax import traverse_util
 from tqdm.auto import tqdm
 
 from aimc_jax._cache import atomic_write
-from aimc_jax.data import Encoded, TaskSpec, make_batches, task_spec
+from aimc_jax.data import Encoded, TaskSpec, make_batches, task_loss, task_spec
 from aimc_jax.training._hwa import INIT_COLLECTION, RANGE_PARAM
 
 __all__ = [
@@ -151,15 +151,6 @@ class FinetuneConfig:
             raise ValueError(f"FinetuneConfig.weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_train is not None and self.max_train < 1:
             raise ValueError(f"FinetuneConfig.max_train must be >= 1 or None, got {self.max_train}")
-
-
-def task_loss(spec: TaskSpec, outputs, labels, weight):
-    """Weighted mean loss: cross-entropy on logits, or squared error of output 0 (regression)."""
-    if spec.is_regression:
-        per = (outputs[:, 0] - labels.astype(jnp.float32)) ** 2
-    else:
-        per = optax.softmax_cross_entropy_with_integer_labels(outputs, labels.astype(jnp.int32))
-    return jnp.sum(per * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def _decay_mask(params):

@@ -193,7 +193,7 @@ def hwa_glue_model(
     from aimc_jax.evaluation import evaluate_float
     from aimc_jax.models import Encoder
     from aimc_jax.models._analog import collect_layer_inputs, init_model_ranges
-    from aimc_jax.pt import calibrated_ranges
+    from aimc_jax.models._calibrate import calibrated_ranges
     from aimc_jax.training._finetune import _optimizer
     from aimc_jax.training._hwa import (
         RANGE_PARAM,

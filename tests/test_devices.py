@@ -1,0 +1,88 @@
+"""The generic Gaussian device (`TileConfig.weight_noise`, `gaussian_device`) and `weight_error_std`."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import aimc_jax as aj
+
+_OLD_DEFAULT_REPR = (
+    "TileConfig(max_input_size=512, max_output_size=512, inp_res=254, inp_clip=True, out_res=254, "
+    "out_bound=10.0, out_noise=0.04, g_max=25.0, prog_noise_scale=1.0, read_noise_scale=1.0, "
+    "drift_scale=1.0, t0=20.0, t_read=2.5e-07, drift_compensation=True, programmed_conductances='rescaled', "
+    "drift_readout='forward', noise_prng='hash')"
+)
+
+
+def _layer(n_in=96, n_out=80, seed=0):
+    w = np.random.default_rng(seed).normal(0, 0.05, (n_in, n_out)).astype(np.float32)
+    return jnp.asarray(w)
+
+
+def test_repr_keeps_earlier_cache_keys_and_shows_a_set_weight_noise():
+    assert repr(aj.TileConfig()) == _OLD_DEFAULT_REPR  # every cached result and saved ranges file keys on it
+    assert "weight_noise=0.03" in repr(aj.TileConfig(weight_noise=0.03))
+    assert aj.TileConfig(weight_noise=0.03) != aj.TileConfig()
+    with pytest.raises(ValueError, match="weight_noise"):
+        aj.TileConfig(weight_noise=-0.1)
+
+
+def test_gaussian_device_reads_out_the_weights_plus_noise_of_that_std():
+    sigma = 0.05
+    cfg = aj.TileConfig.gaussian_device(sigma, max_input_size=32, max_output_size=48)
+    assert cfg.prog_noise_scale == cfg.read_noise_scale == cfg.drift_scale == 0 and not cfg.drift_compensation
+    w = _layer()
+    r = aj.init_ranges(w, cfg)
+    kp, kr = jax.random.key(1), jax.random.key(2)
+    ideal = aj.fresh_state(w, r, 3600.0, cfg.replace(weight_noise=0.0), key_program=kp, key_read=kr)
+    noisy = aj.fresh_state(w, r, 3600.0, cfg, key_program=kp, key_read=kr)
+    assert aj.tile_layout(*w.shape, cfg).in_sizes == (32, 32, 32)  # 3 x 2 crossbars of 32 x 40: no padding
+    err = np.asarray(noisy.weights - ideal.weights).ravel()
+    assert abs(err.mean()) < 0.05 * sigma
+    assert err.std() == pytest.approx(sigma, rel=0.03)
+    again = aj.fresh_state(w, r, 3600.0, cfg, key_program=kp, key_read=kr)
+    other = aj.fresh_state(w, r, 3600.0, cfg, key_program=kp, key_read=jax.random.key(3))
+    np.testing.assert_array_equal(np.asarray(again.weights), np.asarray(noisy.weights))
+    assert not np.allclose(np.asarray(other.weights), np.asarray(noisy.weights))
+    # program + read draws the same noise at read-out as the fused fresh_state
+    split = aj.read(aj.program(w, r, cfg, key=kp), 3600.0, cfg, key=kr)
+    np.testing.assert_allclose(np.asarray(split.weights), np.asarray(noisy.weights), atol=1e-6)
+
+
+def test_weight_noise_gradient_passes_straight_through():
+    cfg = aj.TileConfig.gaussian_device(0.05, max_input_size=32, max_output_size=48)
+    w = _layer()
+    r = aj.init_ranges(w, cfg)
+
+    def loss(column, c):
+        ranges = aj.Ranges(column=column, input=r.input)
+        s = aj.fresh_state(w, ranges, 3600.0, c, key_program=jax.random.key(0), key_read=jax.random.key(1))
+        return jnp.sum(s.weights * jnp.arange(s.weights.size, dtype=jnp.float32).reshape(s.weights.shape) * 1e-3)
+
+    g_noisy = jax.grad(loss)(r.column * 0.7, cfg)
+    g_clean = jax.grad(loss)(r.column * 0.7, cfg.replace(weight_noise=0.0))
+    np.testing.assert_allclose(np.asarray(g_noisy), np.asarray(g_clean), rtol=1e-5, atol=1e-7)
+    assert np.any(np.asarray(g_clean) != 0)
+
+
+def test_weight_error_std_measures_the_device_error():
+    w = _layer(200, 64)
+    variables = {"params": {"dense": {"kernel": w, "bias": jnp.zeros(64, jnp.float32)}}}
+    small = dict(max_input_size=64, max_output_size=64)
+    ideal = aj.TileConfig.ideal(**small)
+    ranges = aj.init_model_ranges(variables, ideal)
+    key = jax.random.key(0)
+    assert aj.weight_error_std(variables, ranges, ideal, 1.0, key=key) < 1e-6
+    gauss = aj.TileConfig.gaussian_device(0.04, **small)
+    assert aj.weight_error_std(variables, ranges, gauss, 1.0, key=key, chips=3) == pytest.approx(0.04, rel=0.03)
+    pcm = aj.TileConfig(**small)
+    early = aj.weight_error_std(variables, ranges, pcm, 1.0, key=key)
+    late = aj.weight_error_std(variables, ranges, pcm, 365 * 86400.0, key=key)
+    assert 0.005 < early < late < 0.5  # programming noise, then drift and read noise on top
+    with pytest.raises(ValueError, match="chips"):
+        aj.weight_error_std(variables, ranges, pcm, 1.0, key=key, chips=0)
+    with pytest.raises(TypeError, match="key"):
+        aj.weight_error_std(variables, ranges, pcm, 1.0, key=None)

@@ -1,0 +1,79 @@
+"""The package imports only downwards: hardware model < data < network < evaluation < PT, training.
+
+Parses every module's imports (function-level ones included), so an upward or circular
+import fails here before it fails at import time in some order.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import aimc_jax
+
+ROOT = Path(aimc_jax.__file__).parent
+# rank of each part; a module may import its own part and lower ranks; equal ranks of different parts
+# may not import each other (PT and training share what they need through data and models)
+RANK = {"hardware": 0, "data": 1, "models": 2, "evaluation": 3, "pt": 4, "training": 4, "top": 5}
+
+
+def _part(module: str) -> str:
+    """aimc_jax.<x>... -> its part: a subpackage name, "hardware" for the root's private modules, "top"
+    for the package itself."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "top"
+    if parts[1] in RANK:
+        return parts[1]
+    assert parts[1].startswith("_"), f"unplaced module {module}: give it a part in RANK"
+    return "hardware"
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == "aimc_jax"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            if name.split(".")[0] != "aimc_jax":
+                continue
+            if name == "aimc_jax":  # from aimc_jax import _pcm: the submodules themselves
+                out |= {f"aimc_jax.{a.name}" for a in node.names}
+            else:
+                out.add(name)
+    return out
+
+
+def _modules():
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        yield path, ".".join(parts)
+
+
+def test_no_upward_or_circular_imports():
+    bad = []
+    for path, module in _modules():
+        src = _part(module)
+        for target in _imports(path, module):
+            dst = _part(target)
+            if dst == src or src == "top":
+                continue
+            if RANK[dst] > RANK[src] or (RANK[dst] == RANK[src] and dst != src):
+                bad.append(f"{module} ({src}) imports {target} ({dst})")
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("def f():\n    from aimc_jax.training import task_loss\n    from ..pt import _io\n")
+    assert _imports(f, "aimc_jax.models.x") == {"aimc_jax.training", "aimc_jax.pt"}
