@@ -53,6 +53,25 @@ def test_ideal_chips_reproduce_the_float_score_with_zero_spread(setup):
         assert all(std == 0 for _, std in mc.summary()["accuracy"].values())
 
 
+def test_loop_strategy_holds_one_chip_at_a_time(setup, monkeypatch):
+    from aimc_jax.evaluation import _montecarlo
+
+    module, variables, batches, dev = setup
+    config = aj.TileConfig()
+    ranges = aj.init_model_ranges(variables, config)
+    calls = []
+    real = _montecarlo._analog_fns
+
+    def recording(module, config):
+        program, read, *rest = real(module, config)
+        return (lambda *a: calls.append("program") or program(*a), lambda *a: calls.append("read") or read(*a), *rest)
+
+    monkeypatch.setattr(_montecarlo, "_analog_fns", recording)
+    kw = dict(times=TIMES, seeds=2, strategy="loop", progress=False)
+    evaluate_analog(module, variables, ranges, batches, dev, config, **kw)
+    assert calls == ["program", "read", "read"] * 2  # each chip programmed, read at both times, done
+
+
 def test_noisy_chips_per_seed_reproducible_and_strategy_independent(setup):
     module, variables, batches, dev = setup
     # a harsh config so that a 24-example accuracy visibly depends on the chip

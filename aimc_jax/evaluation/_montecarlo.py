@@ -217,11 +217,13 @@ def evaluate_analog(
       config: `TileConfig` or `LayerConfigs`.
       times: drift times in seconds.
       seeds: number of chips (seeds 0..n-1) or the seed list.
-      strategy: how chips are mapped within a batch: "loop" (one chip at a time),
-        "map" (`lax.map` over the stacked chips), "vmap", or "auto"
-        (`default_strategy()`: "loop" on CPU, "vmap" on accelerators).
+      strategy: how chips are run: "loop" (one chip at a time: it is programmed, read at
+        every time and run over every batch before the next, so only one chip's state is
+        held), "map" (`lax.map` over the stacked chips, per batch), "vmap" (both hold
+        every chip at once), or "auto" (`default_strategy()`: "loop" on CPU, "vmap" on
+        accelerators). The same chips and numbers whichever is used.
       chunk_size: chips per step with "map".
-      progress: progress bar over (time, batch).
+      progress: progress bar over (chip,) time and batch.
       desc: progress bar label.
       checked: first run the first batch on the first chip at the first time in the
         checked mode (`aimc_jax.checked`): the guards hidden by jit (finite, positive
@@ -247,35 +249,41 @@ def evaluate_analog(
     keys = [seed_keys(s) for s in seeds]
     if checked:
         check_first(variables, ranges, _inputs(batches[0]), keys[0], jnp.float32(times[0]))
-    chips = [program(variables, ranges, k[0]) for k in keys]
-    mvm_keys = jnp.stack([k[2] for k in keys])
-    if strategy != "loop":
-        chips = stack_trees(chips)
-        read_keys = jnp.stack([k[1] for k in keys])
     n = len(split)
     values: dict[str, np.ndarray] = {}
+
+    def score(i, s, outs):  # one chip's outputs over all batches at time index i
+        scores = compute_metrics(split.task, unbatch(batches, outs, n), split.labels)
+        for m, v in scores.items():
+            values.setdefault(m, np.zeros((len(times), len(seeds))))[i, s] = v
+
     bar = tqdm(total=len(times) * len(batches), desc=desc or f"{split.task.name} analog", disable=not progress)
+    if strategy == "loop":  # one chip at a time: only its programmed and read-out state is held
+        bar.total = len(seeds) * len(times) * len(batches)
+        for s, k in enumerate(keys):
+            chip = program(variables, ranges, k[0])
+            for i, t in enumerate(times):
+                state = read(chip, jnp.float32(t), k[1])
+                outs = []
+                for j, b in enumerate(batches):
+                    outs.append(np.asarray(apply(variables, ranges, state, _inputs(b), jax.random.fold_in(k[2], j))))
+                    bar.update()
+                score(i, s, outs)
+            del chip, state
+        bar.close()
+        return MCResult(task=split.task.name, times=times, seeds=seeds, values=values, n_examples=n)
+    # map / vmap: every chip at once (stacked), each batch run over all chips in one program
+    chips = stack_trees([program(variables, ranges, k[0]) for k in keys])
+    mvm_keys = jnp.stack([k[2] for k in keys])
+    read_keys = jnp.stack([k[1] for k in keys])
     for i, t in enumerate(times):
-        t_ = jnp.float32(t)
-        if strategy == "loop":
-            states = [read(c, t_, k[1]) for c, k in zip(chips, keys, strict=True)]
-        else:
-            states = read_many(chips, t_, read_keys)
+        states = read_many(chips, jnp.float32(t), read_keys)
         outs = []  # per batch: (n_seeds, batch, ...)
         for j, b in enumerate(batches):
-            inputs = _inputs(b)
             batch_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(mvm_keys, j)
-            if strategy == "loop":
-                out = jnp.stack(
-                    [apply(variables, ranges, s, inputs, k) for s, k in zip(states, batch_keys, strict=True)]
-                )
-            else:
-                out = apply_many(variables, ranges, states, inputs, batch_keys, strategy, chunk_size)
-            outs.append(np.asarray(out))
+            outs.append(np.asarray(apply_many(variables, ranges, states, _inputs(b), batch_keys, strategy, chunk_size)))
             bar.update()
         for s in range(len(seeds)):
-            scores = compute_metrics(split.task, unbatch(batches, [o[s] for o in outs], n), split.labels)
-            for m, v in scores.items():
-                values.setdefault(m, np.zeros((len(times), len(seeds))))[i, s] = v
+            score(i, s, [o[s] for o in outs])
     bar.close()
     return MCResult(task=split.task.name, times=times, seeds=seeds, values=values, n_examples=n)
