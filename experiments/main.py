@@ -19,11 +19,15 @@ experiments/results/main.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# transformers (configs and tokenizers only) otherwise advises "PyTorch was not found" when torch is absent
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import jax
 import numpy as np
