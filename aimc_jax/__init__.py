@@ -28,12 +28,15 @@ from aimc_jax.models._analog import (
     read_model,
     weight_error_std,
 )
+from aimc_jax.models._nnx import AnalogKernel, AnalogLinear, to_analog
 
 __version__ = "0.1.0"
 
 __all__ = [
     "NOISE_VERSION",
     "AnalogDense",
+    "AnalogKernel",
+    "AnalogLinear",
     "LayerConfigs",
     "ProgrammedTile",
     "Ranges",
@@ -63,5 +66,6 @@ __all__ = [
     "read_model",
     "shard_batch",
     "tile_layout",
+    "to_analog",
     "weight_error_std",
 ]

@@ -46,10 +46,12 @@ def test_ideal_analog_forward_equals_float(tiny):
     # DAC ranges far inside the activations: an ideal tile must not clip (a real one does)
     ranges = aj.init_model_ranges(variables, IDEAL)
     ranges = {k: r.replace(input=jnp.full_like(r.input, 0.05)) for k, r in ranges.items()}
-    y = _forward(module, variables, ranges, ids, mask, IDEAL, t=0.0, key=jax.random.key(0), token_type_ids=types)
+    y = _forward(module, variables, ranges, ids, mask, config=IDEAL, t=0.0, key=jax.random.key(0), token_type_ids=types)
     assert np.abs(np.asarray(y) - np.asarray(fp)).max() < 1e-4
     clipped = IDEAL.replace(inp_clip=True)
-    y = _forward(module, variables, ranges, ids, mask, clipped, t=0.0, key=jax.random.key(0), token_type_ids=types)
+    y = _forward(
+        module, variables, ranges, ids, mask, config=clipped, t=0.0, key=jax.random.key(0), token_type_ids=types
+    )
     assert np.abs(np.asarray(y) - np.asarray(fp)).max() > 1e-2
 
 
@@ -59,7 +61,9 @@ def test_default_config_is_noisy_keyed_and_reproducible(tiny):
     ranges = aj.init_model_ranges(variables, DEFAULT)
 
     def run(seed):
-        return np.asarray(_forward(module, variables, ranges, ids, mask, DEFAULT, t=3600.0, key=jax.random.key(seed)))
+        return np.asarray(
+            _forward(module, variables, ranges, ids, mask, config=DEFAULT, t=3600.0, key=jax.random.key(seed))
+        )
 
     a, b, c = run(0), run(0), run(1)
     assert np.array_equal(a, b)
@@ -81,7 +85,7 @@ def test_program_read_apply_equals_analog_forward(tiny):
         return aj.analog_apply(module, variables, ranges, state, ids, mask, DEFAULT, key=k3, token_type_ids=types)
 
     y = three_steps(ranges, key)
-    ref = _forward(module, variables, ranges, ids, mask, DEFAULT, t=86400.0, key=key, token_type_ids=types)
+    ref = _forward(module, variables, ranges, ids, mask, config=DEFAULT, t=86400.0, key=key, token_type_ids=types)
     np.testing.assert_allclose(np.asarray(y), np.asarray(ref), rtol=0, atol=1e-6)
 
 
@@ -160,7 +164,7 @@ def test_layer_configs_select_digital_layers(tiny):
     assert subset["encoder/layer_0/attention/self/query"][1] == IDEAL
     assert aj.count_tiles(variables, layered) == len(subset)  # tiny layers fit one crossbar each
     ranges = aj.init_model_ranges(variables, layered)
-    y = _forward(module, variables, ranges, ids, mask, layered, t=60.0, key=jax.random.key(0))
+    y = _forward(module, variables, ranges, ids, mask, config=layered, t=60.0, key=jax.random.key(0))
     assert y.shape == (ids.shape[0], 3) and np.all(np.isfinite(np.asarray(y)))
 
 

@@ -1,10 +1,13 @@
-"""Analog execution of any Flax model whose dense layers are `AnalogDense`.
+"""Analog execution of Flax models: their dense layers on simulated crossbars.
 
     ranges = init_model_ranges(variables, config)                 # naive PT start
     chip   = program_model(variables, ranges, config, key=k1)     # once per MC chip
     state  = read_model(chip, t, config, key=k2)                  # once per drift time
-    logits = analog_apply(module, variables, ranges, state, ids, mask, config, key=k3)
+    logits = analog_apply(module, variables, ranges, state, *inputs, config=config, key=k3)
 
+The model is the `aimc_jax.models.Encoder`, any linen module built from
+`nn.Dense`/`nn.DenseGeneral` (2-D kernels) or `AnalogDense` layers, or an NNX model
+prepared by `to_analog` (module = its `GraphDef`, variables = its `nnx.State`).
 Ranges, chips and states are flat dicts keyed by layer name
 ("encoder/layer_0/attention/self/query"). Network weights are only ever read, so
 they stay frozen; everything is pure, jit-able (module and config static),
@@ -27,6 +30,7 @@ import flax.traverse_util as traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from aimc_jax._checks import check_finite, require_key, scanned_layer_index
 from aimc_jax._config import TileConfig
@@ -34,6 +38,7 @@ from aimc_jax._layout import tile_layout, to_blocks, valid_mask
 from aimc_jax._parallel import stack_trees
 from aimc_jax._ranges import Ranges, check_ranges, init_ranges
 from aimc_jax._tile import _blocked_column, _check_time, fresh_state, mvm, program, read
+from aimc_jax.models._nnx import analog_kernels, is_nnx, nnx_apply, nnx_layer_inputs
 
 __all__ = [
     "AnalogDense",
@@ -136,12 +141,66 @@ class AnalogDense(nn.Module):
                 raise ValueError(f"no programmed state for analog layer {name!r}: run read_model with the same config")
             y = x.astype(jnp.float32) @ kernel
         else:
-            state = self.get_variable("analog", "state")
-            ranges = self.get_variable("ranges", "ranges")
-            what, values = _input_where(name)
-            check_finite(x, what, **values)
-            y = mvm(state, ranges, x, config, key=self.get_variable("analog", "key"))
+            y = _module_matmul(self, name, x, config)
         return y if bias is None else y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+def analog_matmul(name: str, x, state, ranges, config: TileConfig, *, key):
+    """`mvm(state, ranges, x, config, key=key)` after the finiteness check of the layer's input, naming the layer."""
+    what, values = _input_where(name)
+    check_finite(x, what, **values)
+    return mvm(state, ranges, x, config, key=key)
+
+
+def _module_matmul(module: nn.Module, name: str, x, config: TileConfig):
+    """A bound linen layer's analog `x @ kernel` from its 'analog' and 'ranges' collections."""
+    state, key = module.get_variable("analog", "state"), module.get_variable("analog", "key")
+    return analog_matmul(name, x, state, module.get_variable("ranges", "ranges"), config, key=key)
+
+
+def _dense_general_2d(module: nn.DenseGeneral) -> bool:
+    axis, features = module.axis, module.features
+    axis = axis if isinstance(axis, tuple) else (axis,)
+    features = features if isinstance(features, tuple) else (features,)
+    return axis == (-1,) and len(features) == 1 and not module.batch_dims
+
+
+def _linen_dense(config: ConfigLike | None, sow: bool):
+    """An `nn.intercept_methods` interceptor running `nn.Dense`/`nn.DenseGeneral` calls analog.
+
+    With `config` None the layers stay float (and `sow` records their inputs in
+    'layer_inputs', as `AnalogDense` does). Set up inside the traced function by
+    `analog_apply`/`collect_layer_inputs`, so a jit cache never sees it change.
+    """
+
+    def interceptor(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name != "__call__" or not isinstance(module, (nn.Dense, nn.DenseGeneral)):
+            return next_fun(*args, **kwargs)
+        name = "/".join(module.scope.path)
+        if not module.has_variable("params", "kernel") or module.get_variable("params", "kernel").ndim != 2:
+            return next_fun(*args, **kwargs)  # a multi-axis DenseGeneral: float, and not an analog layer
+        cfg = None if config is None else _layer_config(config, name)
+        if cfg is not None and isinstance(module, nn.DenseGeneral) and not _dense_general_2d(module):
+            raise ValueError(
+                f"layer {name!r}: nn.DenseGeneral with axis={module.axis}, batch_dims={module.batch_dims} cannot run "
+                "analog (only axis -1 without batch dims); keep it digital: "
+                f"LayerConfigs(overrides=(({name!r}, None),))"
+            )
+        (x,) = args
+        if sow:
+            module.sow("layer_inputs", "x", x)
+        if cfg is None:
+            return next_fun(*args, **kwargs)
+        if not module.has_variable("analog", "state"):
+            raise ValueError(f"no programmed state for analog layer {name!r}: run read_model with the same config")
+        y = _module_matmul(module, name, x, cfg)
+        if module.use_bias:
+            bias = module.get_variable("params", "bias")
+            y = y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+        return y
+
+    return interceptor
 
 
 def _input_where(name: str) -> tuple:
@@ -160,19 +219,27 @@ def _params(variables) -> Mapping:
     return variables["params"] if isinstance(variables, Mapping) and "params" in variables else variables
 
 
+def _kernels(variables) -> dict[str, jax.Array]:
+    """{layer name: (in, out) kernel} of every dense layer that can run analog."""
+    if is_nnx(variables):
+        return analog_kernels(variables)
+    flat = traverse_util.flatten_dict(_params(variables))
+    return {"/".join(p[:-1]): v for p, v in flat.items() if p[-1] == "kernel" and len(np.shape(v)) == 2}
+
+
 def analog_layers(variables, config: ConfigLike) -> dict[str, tuple[jax.Array, TileConfig]]:
     """Every dense kernel that runs on analog tiles: name -> (kernel (in, out), TileConfig).
 
-    A dense layer is any 2-D `kernel` parameter; its name is its module path.
+    Linen variables: every 2-D `kernel` parameter (`AnalogDense`, `nn.Dense`, a 2-D
+    `nn.DenseGeneral`: `analog_apply` runs each of them analog), named by its module
+    path. NNX (a model or its `nnx.State`): the `AnalogKernel`s of the `AnalogLinear`
+    layers `to_analog` made. Layers whose config resolves to None are left out.
     """
-    flat = traverse_util.flatten_dict(_params(variables))
     layers = {}
-    for path, value in flat.items():
-        if path[-1] == "kernel" and len(value.shape) == 2:
-            name = "/".join(path[:-1])
-            cfg = _layer_config(config, name)
-            if cfg is not None:
-                layers[name] = (value, cfg)
+    for name, value in _kernels(variables).items():
+        cfg = _layer_config(config, name)
+        if cfg is not None:
+            layers[name] = (value, cfg)
     return layers
 
 
@@ -394,15 +461,22 @@ def _scan_plan(module, layers: Mapping, ranges: Mapping, state: Mapping) -> str 
     return None
 
 
+def _split_config(args: tuple, config, where: str) -> tuple[tuple, ConfigLike]:
+    """(model inputs, config): `config=` given, or the last positional argument (the encoder's order)."""
+    if config is None and args and isinstance(args[-1], (TileConfig, LayerConfigs)):
+        return args[:-1], args[-1]
+    if config is None:
+        raise TypeError(f"{where}: give the tile config, e.g. {where[:-2]}(..., config=TileConfig(), key=key)")
+    return args, config
+
+
 def analog_apply(
-    module: nn.Module,
+    module,
     variables,
     ranges: Mapping[str, Ranges],
     state: Mapping,
-    input_ids,
-    attention_mask,
-    config: ConfigLike,
-    *,
+    *inputs,
+    config: ConfigLike | None = None,
     key,
     token_type_ids=None,
     scan: bool | None = None,
@@ -412,7 +486,13 @@ def analog_apply(
     """Run a batch through a read-out chip (the key feeds the output noise).
 
     `module` is an `aimc_jax.models.Encoder` (its dense layers are switched to
-    `AnalogDense` here) or any Flax module built with `AnalogDense` layers.
+    `AnalogDense` here), any linen module (its `nn.Dense`/2-D `nn.DenseGeneral`
+    calls are intercepted and run analog; `AnalogDense` layers run analog
+    themselves), or an NNX `GraphDef` with its `nnx.State` as `variables` (the
+    `AnalogLinear` layers of `to_analog`). `inputs` and `kwargs` go to the model's
+    call: `(input_ids, attention_mask)` for the encoder. The config comes as
+    `config=`, or, for the encoder, as the last positional argument
+    (`analog_apply(module, variables, ranges, state, ids, mask, config, key=key)`).
     Give each batch its own key, e.g. `jax.random.fold_in(key, batch_index)`.
     Layer `name` draws its output noise from `fold_in(key, crc32(name))`.
 
@@ -425,13 +505,18 @@ def analog_apply(
         (less memory for gradients w.r.t. the ranges, about one more forward).
     """
     require_key(key, "analog_apply()")
-    layers = analog_layers(variables, config)
+    inputs, config = _split_config(inputs, config, "analog_apply()")
+    layers = analog_layers(module if variables is None else variables, config)
     _check_names(ranges, layers, "ranges")
     _check_names(state, layers, "analog states")
     keys = _layer_keys(key, layers)
-    params = _params(variables)
+    if token_type_ids is not None:
+        kwargs["token_type_ids"] = token_type_ids
+    if is_nnx(module):
+        data = {name: (ranges[name], state[name], keys[name], cfg) for name, (_, cfg) in layers.items()}
+        return nnx_apply(module, variables, data, inputs, kwargs)
     collections = {
-        "params": params,
+        "params": _params(variables),
         "ranges": _nest(ranges, "ranges"),
         "analog": _merge(_nest(state, "state"), _nest(keys, "key")),
     }
@@ -448,7 +533,8 @@ def analog_apply(
         module = module.clone(scan_layers=True, remat_layers=remat)
     if hasattr(module, "dense"):
         module = module.clone(dense=functools.partial(AnalogDense, tile_config=dense_config))
-    return module.apply(collections, input_ids, attention_mask, token_type_ids, **kwargs)
+    with nn.intercept_methods(_linen_dense(config, sow=False)):
+        return module.apply(collections, *inputs, **kwargs)
 
 
 def _merge(a: Mapping, b: Mapping) -> dict:
@@ -459,17 +545,18 @@ def _merge(a: Mapping, b: Mapping) -> dict:
     return out
 
 
-def analog_forward(module, variables, ranges, input_ids, attention_mask, config: ConfigLike, *, t, key, **kwargs):
-    """Program a fresh chip from `key`, read it at `t`, run one batch.
+def analog_forward(module, variables, ranges, *inputs, config: ConfigLike | None = None, t, key, **kwargs):
+    """Program a fresh chip from `key`, read it at `t`, run one batch (arguments as `analog_apply`).
 
     Equals `program_model(key=k1)`, `read_model(key=k2)`, `analog_apply(key=k3)`
     with `k1, k2, k3 = jax.random.split(key, 3)` up to float32 rounding: the chip comes
     from `fresh_chip` (same draws, a cheaper gradient).
     """
     require_key(key, "analog_forward()")
+    inputs, config = _split_config(inputs, config, "analog_forward()")
     k1, k2, k3 = jax.random.split(key, 3)
-    state = _fresh_chip_from(variables, ranges, config, t, k1, k2)
-    return analog_apply(module, variables, ranges, state, input_ids, attention_mask, config, key=k3, **kwargs)
+    state = _fresh_chip_from(module if variables is None else variables, ranges, config, t, k1, k2)
+    return analog_apply(module, variables, ranges, state, *inputs, config=config, key=k3, **kwargs)
 
 
 def count_tiles(variables, config: ConfigLike) -> int:
@@ -480,23 +567,49 @@ def count_tiles(variables, config: ConfigLike) -> int:
 _FLOAT_DENSE = functools.partial(AnalogDense, tile_config=None)
 
 
+def _model_inputs(batch) -> tuple[tuple, dict, Any]:
+    """(positional inputs, keyword inputs, token mask or None) of one calibration batch.
+
+    A mapping with `input_ids` is an encoder batch (its padding mask selects the
+    rows); a tuple is the model's positional inputs; anything else is its one input.
+    """
+    if isinstance(batch, Mapping):
+        if "input_ids" not in batch:
+            raise ValueError(f"a mapping batch needs 'input_ids' (an encoder batch), got keys {sorted(batch)}")
+        mask = batch.get("attention_mask")
+        if mask is None:
+            mask = np.ones(np.shape(batch["input_ids"]), np.int32)
+        return (batch["input_ids"], mask), {"token_type_ids": batch.get("token_type_ids")}, np.asarray(mask)
+    return (batch if isinstance(batch, tuple) else (batch,)), {}, None
+
+
 @functools.partial(jax.jit, static_argnames="module")
-def _float_layer_inputs(module, params, ids, mask, types):
+def _float_layer_inputs(module, params, inputs, kwargs):
     """The float model's sown dense-layer inputs of one batch (compiled once per module and batch shape)."""
-    _, sown = module.apply({"params": params}, ids, mask, types, mutable=["layer_inputs"])
-    return sown["layer_inputs"]
+    with nn.intercept_methods(_linen_dense(None, sow=True)):
+        _, sown = module.apply({"params": params}, *inputs, **kwargs, mutable=["layer_inputs"])
+    return {"/".join(p[:-1]): x for p, (x,) in traverse_util.flatten_dict(sown["layer_inputs"]).items()}
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _nnx_float_layer_inputs(graphdef, state, inputs):
+    return nnx_layer_inputs(graphdef, state, inputs)
 
 
 def collect_layer_inputs(
-    module: nn.Module, variables, batches: Iterable[Mapping], *, max_tokens: int = 8192, seed: int = 0
+    module, variables, batches: Iterable, *, max_tokens: int = 8192, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Float-model inputs of every dense layer over calibration batches.
 
     Args:
-      module: the model (an `Encoder` or any module built with `AnalogDense`).
-      variables: its variables.
-      batches: dicts with `input_ids`, `attention_mask` (and optional `token_type_ids`).
-      max_tokens: keep at most this many non-padding rows per layer (seeded subsample).
+      module: the model: an `Encoder`, any linen module (`nn.Dense`,
+        `nn.DenseGeneral`, `AnalogDense` layers), or an NNX model / `GraphDef`
+        (the `AnalogLinear` layers of `to_analog`).
+      variables: its variables (NNX: its `nnx.State`, or None with a model).
+      batches: encoder batches (dicts with `input_ids`, `attention_mask`, optional
+        `token_type_ids`; padding rows are dropped), or the model's inputs: a tuple
+        of positional arguments or a single array per batch.
+      max_tokens: keep at most this many rows per layer (seeded subsample).
       seed: the subsample's seed.
 
     Returns:
@@ -504,15 +617,22 @@ def collect_layer_inputs(
     """
     if hasattr(module, "dense"):
         module = module.clone(dense=_FLOAT_DENSE)  # one shared factory: equal clones hit jit's cache
+    if isinstance(module, nnx.Module):
+        module, state = nnx.split(module)
+        variables = state if variables is None or isinstance(variables, nnx.Module) else variables
     rows: dict[str, list[np.ndarray]] = {}
     for batch in batches:
-        mask = np.asarray(batch["attention_mask"])
-        ids, types = batch["input_ids"], batch.get("token_type_ids")
-        sown = _float_layer_inputs(module, _params(variables), ids, batch["attention_mask"], types)
-        for path, (x,) in traverse_util.flatten_dict(sown).items():
+        inputs, kwargs, mask = _model_inputs(batch)
+        if is_nnx(module):
+            if kwargs:
+                raise ValueError("an NNX model takes its inputs as a tuple or an array per batch, not a mapping")
+            sown = _nnx_float_layer_inputs(module, variables, inputs)
+        else:
+            sown = _float_layer_inputs(module, _params(variables), inputs, kwargs)
+        for name, x in sown.items():
             x = np.asarray(x)
-            x = x[mask > 0] if x.ndim == 3 else x.reshape(-1, x.shape[-1])
-            rows.setdefault("/".join(path[:-1]), []).append(x)
+            x = x[mask > 0] if mask is not None and x.shape[:2] == mask.shape else x.reshape(-1, x.shape[-1])
+            rows.setdefault(name, []).append(x)
     rng = np.random.default_rng(seed)
     out = {}
     for name, parts in rows.items():
