@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import aimc_jax as aj
+from aimc_jax._timing import compiled, interleaved  # bench_pt.py imports them from here too
 from aimc_jax.models import Encoder, EncoderConfig, from_pretrained, minilm_path
 
 ROBERTA_BASE = dict(
@@ -56,20 +57,6 @@ def load(name: str, num_labels: int | None = None):
     return module, params
 
 
-def compiled(fn, *args):
-    """(a thunk running jit(fn)(*args) to completion, compile seconds, XLA memory estimate in MiB)."""
-    start = time.perf_counter()
-    exe = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    mem = exe.memory_analysis()
-    mib = None
-    if mem is not None:
-        mib = (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes) / 2**20
-    thunk = lambda: jax.block_until_ready(exe(*args))  # noqa: E731
-    thunk()  # warm-up
-    return thunk, compile_s, mib
-
-
 def rss_gib() -> str:
     """Resident and peak resident memory of this process (Linux /proc), for the progress log."""
     try:
@@ -82,22 +69,6 @@ def rss_gib() -> str:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg} ({rss_gib()})", file=sys.stderr, flush=True)
-
-
-def interleaved(thunks: dict, repeats: int) -> dict:
-    """Median seconds of each thunk, timed in rounds (one call of every thunk per round).
-
-    Interleaving keeps slow drifts of the machine's load (other jobs, clocks) out of
-    the ratios: measured back to back, the first program timed was repeatedly the
-    slowest on this shared machine.
-    """
-    times = {k: [] for k in thunks}
-    for _ in range(repeats):
-        for k, thunk in thunks.items():
-            start = time.perf_counter()
-            thunk()
-            times[k].append(time.perf_counter() - start)
-    return {k: float(np.median(v)) for k, v in times.items()}
 
 
 def lightning_forward(name: str, batch: int, length: int):

@@ -29,21 +29,18 @@ from pathlib import Path
 # transformers (configs and tokenizers only) otherwise advises "PyTorch was not found" when torch is absent
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-import jax
 import numpy as np
-import optax
 
 import aimc_jax as aj
 from aimc_jax import pt
-from aimc_jax.data import DEFAULT_BUCKETS, encode, extract_rotten_tomatoes, rotten_tomatoes_splits, task_splits
+from aimc_jax.data import encode, extract_rotten_tomatoes, rotten_tomatoes_splits, task_splits
 from aimc_jax.data._rotten import SDIST
 from aimc_jax.evaluation import (
+    comparison_table,
     evaluate_analog,
     evaluate_float,
-    format_time,
     fp_rows,
     mc_rows,
-    paired_ci,
     run_metadata,
     write_results,
 )
@@ -100,24 +97,12 @@ def main():
     pt_seconds = None
     if args.pt_steps:
         # one padded length for every PT batch: the PT step compiles once
-        longest = int(encode(calib, gm.tokenizer, gm.max_length).lengths.max())
-        length = next(b for b in (*DEFAULT_BUCKETS, longest) if b >= longest)
-        batches_pt = [
-            {k: v for k, v in b.items() if k != "index"}
-            for b in gm.batches(calib, args.pt_batch, shuffle_seed=0, buckets=(length,))
-        ]
-        objective = pt.task_objective(gm.module, gm.variables, tile, "SST-2", t=TIMES)
+        batches_pt = pt.fixed_length_batches(encode(calib, gm.tokenizer, gm.max_length), args.pt_batch)
         pt_start = time.time()
-        result = pt.optimize_ranges(
-            objective,
-            naive,
-            batches_pt,
-            optax.adam,
-            learning_rate=optax.cosine_decay_schedule(args.pt_lr, args.pt_steps, alpha=0.1),
-            steps=args.pt_steps,
-            key=jax.random.key(10_000),
-            checked=True,  # the first batch in the checked mode (aj.checked): bad values named, not scored
-        )
+        result = pt.optimize_task_ranges(
+            gm.module, gm.variables, naive, batches_pt, tile, "SST-2", times=TIMES, steps=args.pt_steps,
+            learning_rate=args.pt_lr, checked=True,  # the first batch in the checked mode (aj.checked)
+        )  # fmt: skip
         pt_seconds = time.time() - pt_start
         conditions["PT ranges"] = result.ranges
         print(
@@ -137,19 +122,8 @@ def main():
         f"{aj.count_tiles(gm.variables, tile)} crossbars, {args.seeds} chips (seeds 0..{args.seeds - 1}), "
         f"the same chips for both sets of ranges"
     )
-    summaries = {name: mc.summary()["accuracy"] for name, mc in results.items()}
-    header = "| drift time | FP | " + " | ".join(f"analog, {n}" for n in results)
-    if "PT ranges" in results:
-        header += " | PT - naive (points, 95 % CI)"
-    print(header + " |\n|" + "---|" * header.count("|"))
-    for i, t in enumerate(TIMES):
-        cells = [format_time(t), f"{fp['accuracy']:.4f}"]
-        cells += [f"{summaries[n][t][0]:.4f} +/- {summaries[n][t][1]:.4f}" for n in results]
-        if "PT ranges" in results:
-            acc = {n: mc.values["accuracy"][i] for n, mc in results.items()}
-            m, lo, hi = paired_ci(acc["PT ranges"], acc["naive ranges"]) if args.seeds > 1 else (np.nan,) * 3
-            cells.append(f"{100 * m:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]")
-        print("| " + " | ".join(cells) + " |")
+    for line in comparison_table(fp, results, "accuracy"):
+        print(line)
     rows = fp_rows("SST-2", fp)
     for name, mc in results.items():
         rows += mc_rows(mc, f"analog, {name}")
@@ -161,15 +135,9 @@ def main():
         config=tile,
         pt=None
         if not args.pt_steps
-        else {
-            "objective": "task loss (cross-entropy), drift time drawn from the four per step",
-            "fields": ["column", "input"],
-            "optimizer": f"adam on log ranges, rate {args.pt_lr} cosine-decayed to {args.pt_lr / 10}",
-            "steps": args.pt_steps,
-            "batch": args.pt_batch,
-            "key": 10_000,
-            "seconds": round(pt_seconds),
-        },
+        else pt.recipe_record(
+            "SST-2", TIMES, steps=args.pt_steps, learning_rate=args.pt_lr, batch_size=args.pt_batch, seconds=pt_seconds
+        ),
         seconds=round(time.time() - start),
     )
     write_results(args.out, rows, meta, title="Main job: FP vs analog (naive and PT ranges), all-MiniLM-L6-v2 on SST-2")

@@ -15,13 +15,14 @@ ROOT = Path(aimc_jax.__file__).parent
 # rank of each part; a module may import its own part and lower ranks; equal ranks of different parts
 # may not import each other (PT and training share what they need through data and models)
 RANK = {"hardware": 0, "data": 1, "models": 2, "evaluation": 3, "pt": 4, "training": 4, "top": 5}
+ENTRY_POINTS = ("cli", "__main__")  # the command line calls every part, as the package itself may
 
 
 def _part(module: str) -> str:
     """aimc_jax.<x>... -> its part: a subpackage name, "hardware" for the root's private modules, "top"
-    for the package itself."""
+    for the package itself and its command line."""
     parts = module.split(".")
-    if len(parts) == 1:
+    if len(parts) == 1 or parts[1] in ENTRY_POINTS:
         return "top"
     if parts[1] in RANK:
         return parts[1]

@@ -5,6 +5,10 @@
                           steps=200, key=jax.random.key(0))
     save_ranges("ranges.npz", res.ranges, config=config, variables=variables)
 
+The main job's recipe in one call (task loss, Adam on log ranges, cosine schedule):
+`optimize_task_ranges(module, variables, ranges, fixed_length_batches(encoded, 32), config, task,
+times=..., steps=40)`.
+
 References:
   Lammie, Vasilopoulos et al., "Improving the Accuracy of Analog-Based In-Memory
   Computing Accelerators Post-Training", ISCAS 2024 (arXiv 2401.09859).
@@ -29,23 +33,28 @@ from aimc_jax.pt._optimize import (
     select_layers,
     split_ranges,
 )
+from aimc_jax.pt._recipe import PT_SEED, fixed_length_batches, optimize_task_ranges, recipe_record
 
 __all__ = [
     "FIELDS",
     "INPUT_METHODS",
+    "PT_SEED",
     "Objective",
     "PTDiverged",
     "PTResult",
     "calibrated_ranges",
     "distillation_objective",
     "draw_time",
+    "fixed_length_batches",
     "layer_input_batches",
     "layerwise_objective",
     "load_ranges",
     "merge_ranges",
     "model_fingerprint",
     "optimize_ranges",
+    "optimize_task_ranges",
     "read_meta",
+    "recipe_record",
     "save_ranges",
     "select_layers",
     "split_ranges",
