@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["NOISE_VERSION", "bits_to_normal", "hash_normal"]
+__all__ = ["NOISE_VERSION", "bits_to_normal", "hash_bits", "hash_normal"]
 
 # Bumped whenever the noise streams change; experiments put it in their cache keys.
 # 2: 23-bit uniforms (version 1 rounded its largest 24-bit value to u = 1, i.e. +inf,
@@ -32,6 +32,33 @@ __all__ = ["NOISE_VERSION", "bits_to_normal", "hash_normal"]
 #    drift-compensation read-out through output noise and ADC (drift_readout="forward"), whose
 #    output noise is drawn from fold_in(programming or read key, 2).
 NOISE_VERSION = 4
+
+
+_GOLDEN = 0x9E3779B9  # the Weyl step: element i starts from i * _GOLDEN + seed 0
+_GOLDEN_INVERSE = pow(_GOLDEN, -1, 2**32)
+
+
+def _weyl_index(shape: tuple[int, ...], seeds):
+    """The flat element index plus seed 0 * _GOLDEN^-1 (mod 2**32), so that times _GOLDEN it is i * _GOLDEN + seed 0.
+
+    Built from one 1-D term per axis, each offset by a share of the seeds, so that no
+    array of the output's size is independent of the key: XLA hoists a key-independent
+    index (a plain iota) out of a scanned layer's while loop into a buffer of the draw's
+    size that the loop carries and reads in every step (one per crossbar and draw: 8 MiB
+    each for an output noise at 4,096 tokens), instead of computing it in place.
+    """
+    offset = seeds[0] * jnp.uint32(_GOLDEN_INVERSE)
+    if not shape:
+        return offset
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
+    index = None
+    for d, (n, stride) in enumerate(zip(shape, strides, strict=True)):
+        share = offset - jnp.uint32(len(shape) - 1) * seeds[1] if d == 0 else seeds[1]
+        term = jax.lax.broadcast_in_dim(
+            jax.lax.iota(jnp.uint32, n) * jnp.uint32(int(stride)) + share, shape, (d,)
+        )  # fmt: skip
+        index = term if index is None else index + term
+    return index
 
 
 def _mix(h):
@@ -54,21 +81,24 @@ def hash_normal(key, shape: tuple[int, ...], dtype=jnp.float32):
     Returns:
       An array of N(0, 1) draws with 23-bit uniform resolution (always finite, |z| < 5.3).
     """
+    return bits_to_normal(hash_bits(key, shape)).astype(dtype)
+
+
+def hash_bits(key, shape: tuple[int, ...]):
+    """uint32 bits of `shape`: element i gets mix(mix(i * 0x9E3779B9 + s0) ^ s1), (s0, s1) = bits(key, 2).
+
+    Args:
+      key: a JAX PRNG key (any implementation).
+      shape: output shape; at most 2**32 elements (i is the row-major flat index).
+    """
     size = math.prod(shape)
     if size >= 2**32:
         raise ValueError(f"hash_normal draws at most 2**32 - 1 values per call, asked for {size}")
     # the barrier keeps XLA from fusing the (scalar) threefry seed computation into the
     # elementwise loop, where it would be recomputed for every element (measured 3x slower)
     seeds = jax.lax.optimization_barrier(jax.random.bits(key, (2,), jnp.uint32))
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    index = (
-        sum(jax.lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(int(s)) for d, s in enumerate(strides))
-        if shape
-        else jnp.zeros((), jnp.uint32)
-    )
-    h = _mix(index * jnp.uint32(0x9E3779B9) + seeds[0])
-    h = _mix(h ^ seeds[1])
-    return bits_to_normal(h).astype(dtype)
+    h = _mix(_weyl_index(shape, seeds) * jnp.uint32(_GOLDEN))
+    return _mix(h ^ seeds[1])
 
 
 def bits_to_normal(h):

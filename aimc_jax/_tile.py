@@ -563,9 +563,10 @@ def _mvm(state, ranges, x, config, key, ibm_range=None):
     layout = state.layout
     batch_shape = x.shape[:-1]
     x = x.reshape(-1, layout.in_features).astype(jnp.float32)
-    beta = ranges.input.astype(jnp.float32)
+    beta = _unfused(ranges.input.astype(jnp.float32))
     out_bound = config.out_bound if ranges.output is None else ranges.output
-    bound = None if out_bound is None else jnp.broadcast_to(jnp.asarray(out_bound, jnp.float32), beta.shape)
+    bound = None if out_bound is None else _unfused(jnp.broadcast_to(jnp.asarray(out_bound, jnp.float32), beta.shape))
+    state = dataclasses.replace(state, column=_unfused(state.column.astype(jnp.float32)), alpha=_unfused(state.alpha))
     if ibm_range is None:
         dac = functools.partial(_plain_dac, res=config.inp_res, clip=config.inp_clip)
         scale_beta = beta
@@ -575,6 +576,19 @@ def _mvm(state, ranges, x, config, key, ibm_range=None):
     kernel = _mvm_batched if resolve_crossbar_kernel(config) == "batched" else _mvm_unrolled
     out = kernel(state, x, beta, scale_beta, bound, config, key, dac)
     return out.reshape(*batch_shape, layout.out_features)
+
+
+def _unfused(v):
+    """v itself (v + 0, exactly), computed as a reduction so that XLA does not fuse it into its consumers.
+
+    Inside a scanned encoder a layer's ranges and compensation factors are dynamic
+    slices of the stacked layers; fused into the per-crossbar noise/ADC/back-scaling
+    loop, the slice of the column ranges made that loop ~4x slower on XLA:CPU (jax 0.10;
+    roberta-base's analog forward ran ~2.8x the float one scanned, 1.4x unrolled). A
+    reduction is not fused into an elementwise consumer, so each slice is taken once
+    into a small buffer (tests/test_scan_codegen.py reads the compiled HLO).
+    """
+    return jnp.sum(jnp.stack([v, jnp.zeros_like(v)]), axis=0)
 
 
 def _plain_dac(x, beta, count, *, res, clip):
