@@ -30,7 +30,8 @@ class TileLayout(NamedTuple):
     """The crossbar split of one layer.
 
     Attributes:
-      in_features, out_features: the layer's size.
+      in_features: the layer's number of inputs.
+      out_features: the layer's number of outputs.
       in_sizes: rows of each input block (near-equal, larger blocks first).
       out_sizes: columns of each output block.
     """

@@ -32,6 +32,7 @@ __all__ = ["NOISE_VERSION", "bits_to_normal", "hash_bits", "hash_normal"]
 #    drift-compensation read-out through output noise and ADC (drift_readout="forward"), whose
 #    output noise is drawn from fold_in(programming or read key, 2).
 NOISE_VERSION = 4
+"""Version of the tile's noise streams (the draws a key gives); results caches key on it."""
 
 
 _GOLDEN = 0x9E3779B9  # the Weyl step: element i starts from i * _GOLDEN + seed 0

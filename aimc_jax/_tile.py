@@ -41,8 +41,10 @@ class ProgrammedTile:
     devices (uneven splits) are zero.
 
     Attributes:
-      g_plus, g_minus: programmed conductances of the differential pair, in uS.
-      nu_plus, nu_minus: drift exponents, sampled once per device.
+      g_plus: programmed conductance of the positive device of each differential pair, in uS.
+      g_minus: programmed conductance of the negative device, in uS.
+      nu_plus: drift exponent of the positive device, sampled once per device.
+      nu_minus: drift exponent of the negative device, sampled once per device.
       reference: (n_in, n_out) drift-compensation reference, mean |g+ - g-| / g_max
         over each crossbar's devices (one-hot read-out right after programming).
       column: (n_in, out) the column ranges gamma the chip was programmed with.

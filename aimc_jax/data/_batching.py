@@ -19,6 +19,7 @@ from aimc_jax.data._glue import GlueSplit
 __all__ = ["DEFAULT_BUCKETS", "Encoded", "encode", "make_batches", "unbatch"]
 
 DEFAULT_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+"""Padded sequence lengths of `make_batches`: each batch is padded to the smallest bucket that fits it."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -124,6 +124,7 @@ _TASKS: dict[str, TaskSpec] = {
     )
 }
 TASKS: Mapping[str, TaskSpec] = types.MappingProxyType(_TASKS)  # read-only: no change by accident
+"""The GLUE tasks by name (`"SST-2"`, ...): their columns, labels and metrics, read-only."""
 
 _ALIASES = {name.lower().replace("-", ""): name for name in TASKS}
 

@@ -29,6 +29,7 @@ from aimc_jax.models._analog import ConfigLike, analog_layers, init_model_ranges
 __all__ = ["INPUT_METHODS", "calibrated_ranges", "with_output_ranges"]
 
 INPUT_METHODS = ("naive", "max", "percentile", "std")
+"""The rules `calibrated_ranges` knows for the DAC ranges beta."""
 
 
 def _block_range(x: np.ndarray, method: str, k: float, q: float) -> float:

@@ -11,6 +11,7 @@ import dataclasses
 __all__ = ["SUPPORTED_MODEL_TYPES", "EncoderConfig"]
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+"""The Hugging Face `model_type`s `from_pretrained` and `EncoderConfig` accept."""
 _KIND_NAMES = {str: "a string", int: "an integer", float: "a number"}
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish", "tanh")
 

@@ -36,6 +36,7 @@ from aimc_jax.pt._objectives import Objective
 __all__ = ["FIELDS", "PTDiverged", "PTResult", "merge_ranges", "optimize_ranges", "split_ranges"]
 
 FIELDS = ("column", "input", "output")
+"""The `Ranges` fields PT can optimise: gamma, beta and the ADC bound."""
 
 
 class PTDiverged(FloatingPointError):

@@ -25,7 +25,8 @@ from aimc_jax.pt._optimize import PTResult, optimize_ranges
 
 __all__ = ["PT_SEED", "fixed_length_batches", "optimize_task_ranges", "recipe_record"]
 
-PT_SEED = 10_000  # step s draws its chip from fold_in(key(PT_SEED), s): never one of the evaluation chips 0..n-1
+PT_SEED = 10_000
+"""PT step s draws its chip from `fold_in(key(PT_SEED), s)`: never one of the evaluation chips 0..n-1."""
 _FIELDS = ("column", "input")
 _COUNTS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 
@@ -62,7 +63,8 @@ def optimize_task_ranges(
     read at a drift time drawn from `times`.
 
     Args:
-      module, variables: the model and its frozen weights.
+      module: the model.
+      variables: its frozen weights.
       ranges: {layer: Ranges} to start from (e.g. the naive `init_model_ranges`).
       batches: labelled batches (`fixed_length_batches`).
       config: `TileConfig` or `LayerConfigs`.

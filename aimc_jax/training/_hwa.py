@@ -87,7 +87,7 @@ class HWAConfig:
         (`range_optimizer`: relative steps, cosine-decayed to a tenth over the run, as PT).
         An absolute rate of 1e-3 on beta (the first setting) could not lift the
         3-std starting ranges that clip MRPC's FFN inputs within one epoch: the
-        weights collapsed to the majority class instead (see README).
+        weights collapsed to the majority class instead (see CHANGELOG.md).
     """
 
     mode: str = "full"
