@@ -28,6 +28,7 @@ API_PAGES = {
     "aimc_jax.evaluation": "api/evaluation/index.html",
     "aimc_jax.pt": "api/pt/index.html",
     "aimc_jax.training": "api/training/index.html",
+    "aimc_jax.study": "api/study/index.html",
     "aimc_jax.cli": "api/cli/index.html",
 }
 _LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -1,4 +1,4 @@
-"""The package imports only downwards: hardware model < data < network < evaluation < PT, training.
+"""The package imports only downwards: hardware model < data < network < evaluation < PT, training < study.
 
 Parses every module's imports (function-level ones included), so an upward or circular
 import fails here before it fails at import time in some order.
@@ -14,8 +14,10 @@ import aimc_jax
 ROOT = Path(aimc_jax.__file__).parent
 # rank of each part; a module may import its own part and lower ranks; equal ranks of different parts
 # may not import each other (PT and training share what they need through data and models)
-RANK = {"hardware": 0, "data": 1, "models": 2, "evaluation": 3, "pt": 4, "training": 4, "top": 5}
+RANK = {"hardware": 0, "data": 1, "models": 2, "evaluation": 3, "pt": 4, "training": 4, "study": 5, "top": 6}
 ENTRY_POINTS = ("cli", "__main__")  # the command line calls every part, as the package itself may
+# the protocol (`aimc_jax.study`) runs on top of everything; within the package only the command line may use it
+STUDY_USERS = ("study", *ENTRY_POINTS)
 
 
 def _part(module: str) -> str:
@@ -72,6 +74,19 @@ def test_no_upward_or_circular_imports():
             if RANK[dst] > RANK[src] or (RANK[dst] == RANK[src] and dst != src):
                 bad.append(f"{module} ({src}) imports {target} ({dst})")
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def _imports_study(module: str, targets) -> bool:
+    """Whether `module` imports `aimc_jax.study` without being the study or the command line."""
+    user = module.split(".")[1] if "." in module else "__init__"
+    return user not in STUDY_USERS and any(_part(t) == "study" for t in targets)
+
+
+def test_only_the_command_line_imports_the_study():
+    bad = [module for path, module in _modules() if _imports_study(module, _imports(path, module))]
+    assert not bad, "aimc_jax.study sits on top; only the command line may import it: " + ", ".join(bad)
+    assert _imports_study("aimc_jax", {"aimc_jax.study"}) and _imports_study("aimc_jax.pt._io", {"aimc_jax.study"})
+    assert not _imports_study("aimc_jax.cli", {"aimc_jax.study._run"})
 
 
 def test_the_layer_check_sees_an_upward_import(tmp_path):
