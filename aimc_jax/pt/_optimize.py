@@ -3,7 +3,8 @@
     result = optimize_ranges(objective, ranges, batches, optax.adam, learning_rate=1e-2, steps=200, key=key)
     result.ranges, result.losses
 
-Ranges are optimised in log space (range = exp(theta)), so they stay positive
+Ranges are optimised in log space (range = exp(theta), the transform of
+`aimc_jax._logspace` that full HWA's ranges use too), so they stay positive
 whatever the optimiser does; only the chosen `fields` of the chosen `layers`
 enter the optimiser (everything else, network weights included, is frozen by
 construction). Step s draws a fresh chip from `fold_in(key, s)` and uses batch
@@ -30,6 +31,7 @@ import optax
 from tqdm.auto import tqdm
 
 from aimc_jax._checks import checked, require_key
+from aimc_jax._logspace import from_log, log_step, to_log
 from aimc_jax._ranges import Ranges
 from aimc_jax.pt._objectives import Objective
 
@@ -76,15 +78,20 @@ def split_ranges(ranges: Mapping[str, Ranges], fields: Sequence[str], layers: Se
                 raise ValueError(
                     f"{name}: ranges.{f} is None; fill it first (e.g. aimc_jax.pt.with_output_ranges) to optimise it"
                 )
-            theta[name][f] = jnp.log(jnp.asarray(v, jnp.float32))
-    return theta
+            theta[name][f] = v
+    return to_log(theta)
 
 
 def merge_ranges(ranges: Mapping[str, Ranges], theta: Mapping) -> dict:
     """`ranges` with the fields in theta replaced by exp(theta)."""
+    return _replaced(ranges, from_log(theta))
+
+
+def _replaced(ranges: Mapping[str, Ranges], values: Mapping) -> dict:
+    """`ranges` with the fields in `values` ({layer: {field: range}}) replaced."""
     out = dict(ranges)
-    for name, fields in theta.items():
-        out[name] = ranges[name].replace(**{f: jnp.exp(v) for f, v in fields.items()})
+    for name, fields in values.items():
+        out[name] = ranges[name].replace(**fields)
     return out
 
 
@@ -135,14 +142,15 @@ def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, theta0
     so repeated `optimize_ranges` calls, new learning rates and schedules reuse it.
     """
 
-    def loss_fn(th):
-        return fn(merge_ranges(ranges, th), batch, key, frozen)
+    def loss_fn(values):
+        return fn(_replaced(ranges, values), batch, key, frozen)
 
-    loss, grads = jax.value_and_grad(loss_fn)(theta)
+    values = from_log(theta)
+    loss, grads = jax.value_and_grad(loss_fn)(values)
     transformation = _transformation(tx)
     if isinstance(tx, _Injected):
         opt_state.hyperparams["learning_rate"] = learning_rate
-    updates, opt_state = transformation.update(grads, opt_state, theta)
+    updates, opt_state = log_step(transformation, grads, opt_state, values, log_params=theta)
     new = optax.apply_updates(theta, updates)
     leaves = [jnp.exp(x) for x in jax.tree.leaves(new)]
     ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v) & (v > 0)) for v in leaves]))

@@ -37,6 +37,7 @@ from flax import traverse_util
 
 from aimc_jax._config import TileConfig
 from aimc_jax._layout import tile_layout, to_blocks
+from aimc_jax._logspace import log_space
 from aimc_jax._ranges import Ranges
 from aimc_jax._tile import TileState, _mvm
 
@@ -196,27 +197,6 @@ class HWADense(nn.Module):
         beta = beta + jax.lax.stop_gradient(mix * (target - beta))
         self.put_variable(INIT_COLLECTION, "beta", beta)
         return beta
-
-
-def log_space(inner: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Run `inner` on log(params) of positive params: an update u becomes p * expm1(u).
-
-    Gradients are mapped by the chain rule (dL/dlog p = p * dL/dp), so e.g. Adam's
-    steps are relative (a rate of 0.05 moves a range by ~5 %) and a range can never
-    reach zero or change sign.
-    """
-
-    def init(params):
-        return inner.init(jax.tree.map(jnp.log, params))
-
-    def update(grads, state, params=None):
-        if params is None:
-            raise ValueError("log_space needs params in update()")
-        log_grads = jax.tree.map(lambda g, p: g * p, grads, params)
-        updates, state = inner.update(log_grads, state, jax.tree.map(jnp.log, params))
-        return jax.tree.map(lambda u, p: p * jnp.expm1(u), updates, params), state
-
-    return optax.GradientTransformation(init, update)
 
 
 def range_optimizer(hwa: HWAConfig, total_steps: int) -> optax.GradientTransformation:
