@@ -5,11 +5,13 @@
     y     = mvm(state, ranges, x, config, key=k3)     # per batch (fresh output noise)
 
 `TileConfig` holds every number (static under jit), `Ranges` the layer's trainable
-ranges, `tile_layout` the 512 x 512 split. Knows nothing about networks, data or
-optimisers; the package root re-exports these names.
+ranges, `tile_layout` the 512 x 512 split, `Device` the physics of one conductance (`PCM`
+by default; `TileConfig.device` names it in `DEVICES`). Knows nothing about networks, data
+or optimisers; the package root re-exports these names but the three of the device protocol.
 """
 
 from aimc_jax.tile._config import TileConfig
+from aimc_jax.tile._device import DEVICES, PCM, Device
 from aimc_jax.tile._layout import TileLayout, tile_layout
 from aimc_jax.tile._mvm import mvm
 from aimc_jax.tile._program import fresh_state, program, read
@@ -19,7 +21,10 @@ from aimc_jax.tile._rng import NOISE_VERSION
 from aimc_jax.tile._state import ProgrammedTile, TileState
 
 __all__ = [
+    "DEVICES",
     "NOISE_VERSION",
+    "PCM",
+    "Device",
     "ProgrammedTile",
     "Ranges",
     "TileConfig",

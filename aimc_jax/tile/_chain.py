@@ -1,9 +1,9 @@
 """The device chain of one layer, elementwise per device: targets -> programmed pairs -> read-out weights.
 
 `_program_devices` maps normalised weights to the programmed conductances and drift
-exponents of each differential pair, `_read_devices` drifts and reads them out at t;
-the device statistics come from `_pcm`, the draws
-from the tile's generator (`_rng._normal`) on fixed key streams.
+exponents of each differential pair, `_read_devices` drifts and reads them out at t.
+The physics of one device is the `Device` that `config.device` names (`_device`; PCM by
+default); the draws are the tile's (`_rng._normal`, on fixed key streams).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from aimc_jax.tile import _pcm
 from aimc_jax.tile._config import TileConfig
+from aimc_jax.tile._device import device_of
 from aimc_jax.tile._rng import _device_prng, _normal
 
 # the stream of `TileConfig.weight_noise`: fold_in(read key, this)
@@ -22,6 +22,7 @@ _WEIGHT_NOISE_STREAM = 3
 def _program_devices(w, key, config: TileConfig, mask):
     """Normalised weights (block shape) -> ((g+, g-), (nu+, nu-)) of the programmed pairs."""
     g_max = config.g_max
+    device = device_of(config)
     targets = (g_max * jnp.maximum(w, 0.0), g_max * jnp.maximum(-w, 0.0))
     k_prog, k_nu = jax.random.split(key)
     k_prog = jax.random.split(k_prog)
@@ -30,12 +31,10 @@ def _program_devices(w, key, config: TileConfig, mask):
     for i, g_t in enumerate(targets):
         g = g_t
         if config.prog_noise_scale:
-            noise = _normal(k_prog[i], g_t.shape, _device_prng(config))
-            g = jnp.maximum(g_t + config.prog_noise_scale * _pcm.prog_sigma(g_t, g_max) * noise, 0.0)
+            g = device.programmed(g_t, _normal(k_prog[i], g_t.shape, _device_prng(config)), config)
         g_prog.append(jnp.where(mask, g, 0.0))
         if config.drift_scale:
-            mu, sigma = _pcm.drift_nu_stats(g_t, g_max)
-            nu = jnp.abs(mu + sigma * _normal(k_nu[i], g_t.shape, _device_prng(config))) * config.drift_scale
+            nu = device.drift_exponent(g_t, _normal(k_nu[i], g_t.shape, _device_prng(config)), config)
         else:
             nu = jnp.zeros_like(g_t)
         nus.append(jnp.where(mask, nu, 0.0))
@@ -50,6 +49,7 @@ def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
     the scale a constant for gradients); with "devices" each device keeps its own.
     """
     g_max = config.g_max
+    device = device_of(config)
     keys = jax.random.split(key)
     peak = None
     if config.programmed_conductances == "rescaled":
@@ -58,11 +58,9 @@ def _read_devices(g_prog, nus, t, key, config: TileConfig, mask):
         g_prog = (g_max * jnp.maximum(w_prog, 0.0) / peak, g_max * jnp.maximum(-w_prog, 0.0) / peak)
     finals = []
     for i, (g_p, nu) in enumerate(zip(g_prog, nus, strict=True)):
-        g_t = g_p * _pcm.drift_factor(nu, t, config.t0) if config.drift_scale else g_p
+        g_t = device.drifted(g_p, nu, t, config) if config.drift_scale else g_p
         if config.read_noise_scale:
-            sig = _pcm.read_noise_q(g_p, g_max) * _pcm.read_noise_time_factor(t, config.t0, config.t_read)
-            noise = _normal(keys[i], g_p.shape, _device_prng(config))
-            g_t = jnp.maximum(g_t + config.read_noise_scale * jnp.abs(g_t) * sig * noise, 0.0)
+            g_t = device.read(g_t, g_p, _normal(keys[i], g_p.shape, _device_prng(config)), t, config)
         finals.append(jnp.where(mask, g_t, 0.0))
     weights = (finals[0] - finals[1]) / g_max
     weights = weights if peak is None else weights * peak

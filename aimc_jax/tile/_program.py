@@ -32,7 +32,7 @@ __all__ = ["fresh_state", "program", "read"]
 
 
 def program(weight, ranges: Ranges, config: TileConfig, *, key) -> ProgrammedTile:
-    """Program one layer's weights onto PCM crossbars.
+    """Program one layer's weights onto crossbars of `config.device` (PCM by default).
 
     Args:
       weight: (in_features, out_features) kernel (Flax layout).
@@ -165,7 +165,8 @@ def fresh_state(weight, ranges: Ranges, t, config: TileConfig, *, key_program, k
     one number per device, written out (`_chip_slope` for "devices", `_rescaled_slope` for
     "rescaled"; tested equal to a `jvp` of the chain) and applied in the backward pass
     instead of differentiating the noise chain (MiniLM PT step at 16 x 32: 3.5 s -> 1.2 s
-    on 2 CPU cores). What the PT objectives draw a fresh chip with.
+    on 2 CPU cores) for PCM; for another `config.device` the slope comes from a `jvp` of
+    its `Device` functions. What the PT objectives draw a fresh chip with.
     """
     require_key(key_program, "fresh_state()")
     require_key(key_read, "fresh_state()")
@@ -197,7 +198,7 @@ def _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout
 
 def _chip_weights_fwd(blocks, gamma_blocks, key_program, key_read, t, config, layout):
     w = _normalised(blocks, gamma_blocks)
-    if _SLOPE == "written":
+    if _SLOPE == "written" and config.device == "pcm":  # the written slopes are PCM's formulas
         out = _chip_weights(blocks, gamma_blocks, key_program, key_read, t, config, layout)
         written = _chip_slope if config.programmed_conductances == "devices" else _rescaled_slope
         slope = written(w, key_program, key_read, t, config, layout)
@@ -208,7 +209,7 @@ def _chip_weights_fwd(blocks, gamma_blocks, key_program, key_read, t, config, la
 
 # how the per-device slope is computed: "written" (`_chip_slope`, `_rescaled_slope`: one fused
 # elementwise pass, measured cheaper) or "jvp" (forward-mode autodiff of the chain; the reference
-# the written slopes are tested against)
+# the written slopes are tested against, and the only one for a device other than PCM)
 _SLOPE = "written"
 
 

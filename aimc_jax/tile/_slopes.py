@@ -1,8 +1,9 @@
 """The written derivative of PCM's device chain: d (read-out weight) / d w, one number per device.
 
 `fresh_state`'s backward pass multiplies by it instead of differentiating the noise
-chain (`_program._chip_weights`). The formulas are PCM's (`_pcm`); a tile whose
-`config.device` is not `PCM` takes the forward-mode path (`_program._chip_weights_and_slope`).
+chain (`_program._chip_weights`). The formulas are the derivatives of PCM's `Device`
+functions (`_pcm`), written for `config.device == "pcm"` only; any other device takes the
+forward-mode path (`_program._chip_weights_and_slope`, a `jvp` of its functions).
 """
 
 from __future__ import annotations
