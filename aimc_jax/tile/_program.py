@@ -5,9 +5,10 @@
     state = fresh_state(weight, ranges, t, config, key_program=k1, key_read=k2)  # both, cheaper gradient
 
 All are pure, jit-able (config static), vmap-able over keys and differentiable with
-respect to every `Ranges` leaf (REFERENCE §2 gives the model). The per-device chain is
-`_chain`'s, its written derivative `_slopes`'; `config.noise_prng` chooses the generator of every draw (the
-counter-based hash of `_rng`); drift compensation's read-outs live here.
+respect to every `Ranges` leaf (REFERENCE §2 gives the model). The per-device chain is in
+`_chain` (the physics of `config.device`), its written derivative for PCM in `_slopes`; the
+generator of every draw is `config.noise_prng`'s (default: the counter-based hash of `_rng`).
+Drift compensation's read-outs live here.
 """
 
 from __future__ import annotations
