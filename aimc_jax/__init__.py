@@ -2,18 +2,13 @@
 
 Crossbar tiles are parameter pytrees with jitted noisy matrix-vector multiplies
 (DAC/ADC, PCM programming noise, drift, read noise, output noise, drift
-compensation, 512 x 512 tiling); see `program`, `read`, `mvm`.
+compensation, 512 x 512 tiling); see `program`, `read`, `mvm`. The hardware model is
+`aimc_jax.tile`; its public names are re-exported here.
 """
 
 from aimc_jax._cache import cache_dir, enable_compilation_cache
 from aimc_jax._checks import checked
-from aimc_jax._config import TileConfig
-from aimc_jax._layout import TileLayout, tile_layout
 from aimc_jax._parallel import chip_mesh, default_strategy, map_chips, shard_batch
-from aimc_jax._quant import fake_quantize
-from aimc_jax._ranges import Ranges, init_ranges
-from aimc_jax._rng import NOISE_VERSION
-from aimc_jax._tile import ProgrammedTile, TileState, fresh_state, mvm, program, read
 from aimc_jax.models._analog import (
     AnalogDense,
     LayerConfigs,
@@ -29,6 +24,21 @@ from aimc_jax.models._analog import (
     weight_error_std,
 )
 from aimc_jax.models._nnx import AnalogKernel, AnalogLinear, to_analog
+from aimc_jax.tile import (
+    NOISE_VERSION,
+    ProgrammedTile,
+    Ranges,
+    TileConfig,
+    TileLayout,
+    TileState,
+    fake_quantize,
+    fresh_state,
+    init_ranges,
+    mvm,
+    program,
+    read,
+    tile_layout,
+)
 
 __version__ = "0.1.0"
 

@@ -48,7 +48,7 @@ def check_times(t, where: str) -> None:
     """ValueError unless the concrete drift time(s) `t` are a non-empty set of finite seconds >= 0.
 
     The one rule of every entry point (t = 0 is the moment of programming); traced
-    times are checked by `guard` where they are used (`_tile._check_time`).
+    times are checked by `guard` where they are used (`tile._program._check_time`).
     """
     a = np.atleast_1d(np.asarray(t, np.float64)) if is_concrete(t) else None
     if a is not None and (a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0)):

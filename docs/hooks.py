@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # module -> its API page under the site directory
 API_PAGES = {
     "aimc_jax": "api/index.html",
+    "aimc_jax.tile": "api/tile/index.html",
     "aimc_jax.models": "api/models/index.html",
     "aimc_jax.data": "api/data/index.html",
     "aimc_jax.evaluation": "api/evaluation/index.html",

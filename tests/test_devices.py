@@ -1,6 +1,9 @@
-"""The generic Gaussian device (`TileConfig.weight_noise`, `gaussian_device`) and `weight_error_std`."""
+"""Device models: the protocol (`aimc_jax.tile.Device`, PCM by default), the generic Gaussian device
+(`TileConfig.weight_noise`, `gaussian_device`) and `weight_error_std`."""
 
 from __future__ import annotations
+
+import types
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +11,8 @@ import numpy as np
 import pytest
 
 import aimc_jax as aj
+from aimc_jax.tile import DEVICES, PCM, Device, _device
+from aimc_jax.tile._device import device_of
 
 _OLD_DEFAULT_REPR = (
     "TileConfig(max_input_size=512, max_output_size=512, inp_res=254, inp_clip=True, out_res=254, "
@@ -86,3 +91,51 @@ def test_weight_error_std_measures_the_device_error():
         aj.weight_error_std(variables, ranges, pcm, 1.0, key=key, chips=0)
     with pytest.raises(TypeError, match="key"):
         aj.weight_error_std(variables, ranges, pcm, 1.0, key=None)
+
+
+def _undershooting_device():
+    """A noiseless toy device: programs 0.9 of its target, drifts with nu = 0.05, reads out exactly."""
+    return Device(
+        name="toy",
+        programmed=lambda g, n, config: 0.9 * g,
+        drift_exponent=lambda g, n, config: jnp.full_like(g, 0.05 * config.drift_scale),
+        drifted=lambda g, nu, t, config: g * ((t + config.t0) / config.t0) ** (-nu),
+        read=lambda g, g_prog, n, t, config: g,
+    )
+
+
+def test_pcm_is_the_default_device_and_a_device_is_named_in_the_config():
+    assert aj.TileConfig().device == "pcm" and DEVICES["pcm"] is PCM and repr(PCM) == "Device('pcm')"
+    assert device_of(aj.TileConfig()) is PCM
+    with pytest.raises(ValueError, match=r"TileConfig.device must be one of \('pcm',\)"):
+        aj.TileConfig(device="rram")
+    with pytest.raises(ValueError, match=r"Device\.read must be a function"):
+        Device(name="x", programmed=abs, drift_exponent=abs, drifted=abs, read=None)
+
+
+@pytest.mark.parametrize("mode", ["devices", "rescaled"])
+def test_a_new_device_runs_through_program_read_and_the_fresh_state_gradient(monkeypatch, mode):
+    monkeypatch.setattr(_device, "DEVICES", types.MappingProxyType({**DEVICES, "toy": _undershooting_device()}))
+    cfg = aj.TileConfig.ideal(
+        device="toy", prog_noise_scale=1.0, drift_scale=1.0, read_noise_scale=1.0, programmed_conductances=mode,
+        max_input_size=64, max_output_size=48,
+    )  # fmt: skip
+    assert "device='toy'" in repr(cfg)
+    w = _layer()
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(5, 96)).astype(np.float32))
+    r = aj.init_ranges(w, cfg)
+    r = r.replace(column=r.column * 1.5)  # no weight at the clip edge, where the slope is one-sided
+    t = 3600.0
+    factor = 0.9 * ((t + cfg.t0) / cfg.t0) ** -0.05
+    kp, kr = jax.random.key(1), jax.random.key(2)
+    state = aj.read(aj.program(w, r, cfg, key=kp), t, cfg, key=kr)
+    expected = np.asarray(x @ w) * factor
+    np.testing.assert_allclose(np.asarray(aj.mvm(state, r, x, cfg, key=kr)), expected, rtol=1e-5, atol=1e-5)
+
+    def loss(ww):  # the slope of a device other than PCM comes from forward-mode autodiff of its functions
+        s = aj.fresh_state(ww, r, t, cfg, key_program=kp, key_read=kr)
+        return jnp.sum(aj.mvm(s, r, x, cfg, key=kr))
+
+    np.testing.assert_allclose(np.asarray(loss(w)), expected.sum(), rtol=1e-4, atol=1e-4)
+    grad = np.asarray(jax.grad(loss)(w))
+    np.testing.assert_allclose(grad, np.asarray(x).sum(0)[:, None] * factor * np.ones((1, 80)), rtol=1e-5, atol=1e-6)

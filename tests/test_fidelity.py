@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 import aimc_jax as aj
-from aimc_jax import _pcm
+from aimc_jax.tile import _pcm
 
 HOUR, DAY, YEAR = 3600.0, 86400.0, 365 * 86400.0
 PERIPHERY_IDEAL = dict(inp_res=None, out_res=None, out_bound=None, out_noise=0.0)
@@ -191,7 +191,7 @@ def test_aihwkit_presets():
 @pytest.mark.parametrize("mode", ["rescaled", "devices"])
 @pytest.mark.parametrize("t", [0.0, DAY])
 def test_written_slopes_equal_forward_mode_autodiff(monkeypatch, mode, t):
-    from aimc_jax import _tile
+    from aimc_jax.tile import _program
 
     cfg = aj.TileConfig(programmed_conductances=mode)
     rng = np.random.default_rng(9)
@@ -210,7 +210,7 @@ def test_written_slopes_equal_forward_mode_autodiff(monkeypatch, mode, t):
         return jax.jit(jax.grad(loss, argnums=(0, 1)))(ranges.column, jnp.asarray(w))
 
     written = grads()
-    monkeypatch.setattr(_tile, "_SLOPE", "jvp")
+    monkeypatch.setattr(_program, "_SLOPE", "jvp")
     jax.clear_caches()
     autodiff = grads()
     for a, b in zip(written, autodiff, strict=True):

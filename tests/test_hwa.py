@@ -72,7 +72,7 @@ def test_ibm_dac_range_gradient_on_a_hand_made_case():
     # aihwkit's input-range backward, written out: with g = dL/dx_c (x_c = clip(x, +/- b)),
     # dL/db = b * (sum_{x >= b} min(g, 0) - sum_{x <= -b} max(g, 0)) + decay * b * [inside > 95 %],
     # dL/dx = g inside (|x| == b counts as inside), 0 where clipped.
-    from aimc_jax._quant import ibm_dac
+    from aimc_jax.tile._quant import ibm_dac
 
     sg = jax.lax.stop_gradient  # the back-scaling by b gives b no gradient (as in the HWA kernel)
     b = jnp.float32(2.0)
@@ -106,7 +106,7 @@ def test_ibm_dac_range_gradient_on_a_hand_made_case():
 def test_ibm_dac_matches_aihwkit_lightning_input_range_backward():
     torch = pytest.importorskip("torch")
     lightning = pytest.importorskip("aihwkit_lightning.nn.modules.torch_utils.torch_linear")
-    from aimc_jax._quant import ibm_dac
+    from aimc_jax.tile._quant import ibm_dac
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(500) * 1.2).astype(np.float32)

@@ -3,9 +3,9 @@
 Inside `analog_apply`'s scan over encoder layers each layer's ranges and chip state are
 dynamic slices of the stacked layers. Two things XLA:CPU did there cost roberta-base's
 analog forward ~2.5x (experiments/results/bench_model.md): a dynamic slice of the column
-ranges fused into the per-crossbar noise/ADC/back-scaling loop (`_tile._unfused` keeps it
+ranges fused into the per-crossbar noise/ADC/back-scaling loop (`tile._mvm._unfused` keeps it
 out), and the key-independent index of the hash generator hoisted out of the loop into
-one carried buffer per crossbar (`_rng._weyl_index`). These tests read the compiled HLO.
+one carried buffer per crossbar (`tile._rng._weyl_index`). These tests read the compiled HLO.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import aimc_jax as aj
-from aimc_jax import _rng
-from aimc_jax._tile import _mvm
+from aimc_jax.tile import _rng
+from aimc_jax.tile._mvm import _mvm
 
 N, IN, OUT, LAYERS = 64, 48, 48, 2
 CFG = aj.TileConfig(max_input_size=32, max_output_size=32)

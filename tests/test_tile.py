@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 import aimc_jax as aj
-from aimc_jax import _pcm
+from aimc_jax.tile import _pcm
 
 DEFAULT = aj.TileConfig()
 IDEAL = aj.TileConfig.ideal()
@@ -56,7 +56,7 @@ def test_tile_layout_respects_config_sizes():
 
 
 def test_block_layout_round_trips_and_pads_with_zeros():
-    from aimc_jax._layout import from_blocks, to_blocks, valid_mask
+    from aimc_jax.tile._layout import from_blocks, to_blocks, valid_mask
 
     w = np.random.default_rng(0).normal(size=(1001, 700)).astype(np.float32)
     layout = aj.tile_layout(1001, 700, DEFAULT)
@@ -220,7 +220,7 @@ def test_batched_kernel_vmaps_over_keys():
 
 
 def test_auto_kernel_is_unrolled_on_cpu():
-    from aimc_jax._tile import resolve_crossbar_kernel
+    from aimc_jax.tile._mvm import resolve_crossbar_kernel
 
     if jax.default_backend() != "cpu":
         pytest.skip("the CPU choice of 'auto'")
@@ -795,7 +795,7 @@ def test_init_ranges_rules():
 
 
 def test_hash_normal_is_finite_for_every_bit_pattern():
-    from aimc_jax._rng import bits_to_normal
+    from aimc_jax.tile._rng import bits_to_normal
 
     # the extremes and their neighbours, plus a dense sweep of the top and bottom ends
     edges = np.concatenate([np.arange(0, 2**16), np.arange(2**32 - 2**16, 2**32)]).astype(np.uint32)
@@ -805,7 +805,7 @@ def test_hash_normal_is_finite_for_every_bit_pattern():
 
 
 def test_hash_normal_is_standard_normal_and_independent():
-    from aimc_jax._rng import hash_normal
+    from aimc_jax.tile._rng import hash_normal
 
     key = jax.random.key(3)
     z = np.asarray(hash_normal(key, (500, 400)))

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from aimc_jax._cache import atomic_write
-from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import task_spec
 from aimc_jax.evaluation._montecarlo import MCResult
+from aimc_jax.tile import NOISE_VERSION
 
 __all__ = ["format_time", "fp_rows", "mc_rows", "read_results", "run_metadata", "write_results"]
 

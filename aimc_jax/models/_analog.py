@@ -33,12 +33,13 @@ import numpy as np
 from flax import nnx
 
 from aimc_jax._checks import check_finite, require_key, scanned_layer_index
-from aimc_jax._config import TileConfig
-from aimc_jax._layout import tile_layout, to_blocks, valid_mask
 from aimc_jax._parallel import stack_trees
-from aimc_jax._ranges import Ranges, check_ranges, init_ranges
-from aimc_jax._tile import _blocked_column, _check_time, fresh_state, mvm, program, read
 from aimc_jax.models._nnx import analog_kernels, is_nnx, nnx_apply, nnx_layer_inputs
+from aimc_jax.tile import Ranges, TileConfig, fresh_state, init_ranges, mvm, program, read, tile_layout
+from aimc_jax.tile._layout import to_blocks, valid_mask
+from aimc_jax.tile._program import _check_time
+from aimc_jax.tile._ranges import check_ranges
+from aimc_jax.tile._state import _blocked_column
 
 __all__ = [
     "AnalogDense",

@@ -22,9 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from aimc_jax._layout import tile_layout
-from aimc_jax._ranges import Ranges
 from aimc_jax.models._analog import ConfigLike, analog_layers, init_model_ranges
+from aimc_jax.tile import Ranges, tile_layout
 
 __all__ = ["INPUT_METHODS", "calibrated_ranges", "with_output_ranges"]
 

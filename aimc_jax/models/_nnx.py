@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aimc_jax._checks import check_finite
-from aimc_jax._tile import mvm
+from aimc_jax.tile import mvm
 
 __all__ = ["AnalogKernel", "AnalogLinear", "to_analog"]
 

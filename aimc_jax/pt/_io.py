@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from aimc_jax._cache import atomic_write
-from aimc_jax._config import TileConfig
-from aimc_jax._layout import tile_layout
-from aimc_jax._ranges import Ranges, check_ranges
 from aimc_jax.models._analog import ConfigLike, LayerConfigs, analog_layers
+from aimc_jax.tile import Ranges, TileConfig, tile_layout
+from aimc_jax.tile._ranges import check_ranges
 
 __all__ = ["load_ranges", "model_fingerprint", "read_meta", "save_ranges"]
 

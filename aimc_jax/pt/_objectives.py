@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from aimc_jax._checks import check_times
-from aimc_jax._config import TileConfig
-from aimc_jax._tile import fresh_state, mvm
 from aimc_jax.data import task_loss, task_spec
 from aimc_jax.models._analog import ConfigLike, _layer_keys, analog_forward, analog_layers
+from aimc_jax.tile import TileConfig, fresh_state, mvm
 
 __all__ = [
     "Objective",

@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from aimc_jax._checks import checked, require_key
 from aimc_jax._logspace import from_log, log_step, to_log
-from aimc_jax._ranges import Ranges
 from aimc_jax.pt._objectives import Objective
+from aimc_jax.tile import Ranges
 
 __all__ = ["FIELDS", "PTDiverged", "PTResult", "merge_ranges", "optimize_ranges", "split_ranges"]
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from aimc_jax._config import TileConfig
 from aimc_jax.data import task_spec
 from aimc_jax.evaluation import MCResult, evaluate_float, format_time, fp_rows, mc_rows
 from aimc_jax.study._conditions import CONDITIONS, Condition, StudySettings
 from aimc_jax.study._report import range_changes
 from aimc_jax.study._units import NotCached, evaluation_unit, hwa_unit, naive_ranges, pt_unit, scored_split
+from aimc_jax.tile import TileConfig
 from aimc_jax.training import GlueModel, glue_model
 
 __all__ = ["StudyResult", "condition_units", "run_study"]

@@ -24,7 +24,6 @@ import numpy as np
 import optax
 
 from aimc_jax._cache import atomic_write, cache_dir
-from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import GlueSplit, encode
 from aimc_jax.evaluation import MCResult, evaluate_analog
 from aimc_jax.models._analog import collect_layer_inputs
@@ -38,6 +37,7 @@ from aimc_jax.pt import (
     task_objective,
 )
 from aimc_jax.study._conditions import StudySettings
+from aimc_jax.tile import NOISE_VERSION
 from aimc_jax.training import GlueModel, HWAConfig, hwa_glue_model, hwa_recipe
 
 __all__ = [

@@ -19,8 +19,8 @@ import numpy as np
 from flax import traverse_util
 
 from aimc_jax._cache import atomic_write, cache_dir
-from aimc_jax._rng import NOISE_VERSION
 from aimc_jax.data import GlueSplit, encode, make_batches, task_spec, task_splits
+from aimc_jax.tile import NOISE_VERSION
 from aimc_jax.training._finetune import DamagedCheckpoint, FinetuneConfig, finetune
 from aimc_jax.training._finetune import finished as finished_run
 
@@ -189,11 +189,11 @@ def hwa_glue_model(
     """
     import optax
 
-    from aimc_jax._config import TileConfig
     from aimc_jax.evaluation import evaluate_float
     from aimc_jax.models import Encoder
     from aimc_jax.models._analog import collect_layer_inputs, init_model_ranges
     from aimc_jax.models._calibrate import calibrated_ranges
+    from aimc_jax.tile import TileConfig
     from aimc_jax.training._finetune import _optimizer
     from aimc_jax.training._hwa import (
         RANGE_PARAM,

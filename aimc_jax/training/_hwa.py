@@ -35,11 +35,10 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from aimc_jax._config import TileConfig
-from aimc_jax._layout import tile_layout, to_blocks
 from aimc_jax._logspace import log_space
-from aimc_jax._ranges import Ranges
-from aimc_jax._tile import TileState, _mvm
+from aimc_jax.tile import Ranges, TileConfig, TileState, tile_layout
+from aimc_jax.tile._layout import to_blocks
+from aimc_jax.tile._mvm import _mvm
 
 __all__ = [
     "HWAConfig",
@@ -67,7 +66,7 @@ class HWAConfig:
       clip_sigma: full mode: clip each output channel to +/- clip_sigma * std (None: no clipping).
       range_rule: full mode: how the DAC ranges learn.
         "ibm" (default): IBM's rule (aihwkit's input-range backward, aihwkit-lightning's
-        `InputRangeForward`; `aimc_jax._quant.ibm_dac`): a gradient only from clipped
+        `InputRangeForward`; `aimc_jax.tile._quant.ibm_dac`): a gradient only from clipped
         inputs, one-sided (it only widens) and scaled by the range, plus
         `range_decay * beta` while more than `range_inside` of the inputs are inside;
         the quantiser, output noise and ADC give the range none. The ranges are
@@ -223,7 +222,7 @@ def add_input_ranges(variables, ranges: Mapping[str, Ranges]) -> dict:
 
 def split_hwa_variables(variables, tile_config: TileConfig) -> tuple[dict, dict[str, Ranges]]:
     """(plain variables without `input_range`, {layer: Ranges(column=abs-max of W, input=learned beta)})."""
-    from aimc_jax._ranges import init_ranges
+    from aimc_jax.tile import init_ranges
 
     flat = traverse_util.flatten_dict(variables["params"])
     plain = {k: v for k, v in flat.items() if k[-1] != RANGE_PARAM}

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from aimc_jax._checks import check_finite, check_positive
-from aimc_jax._config import TileConfig
-from aimc_jax._layout import TileLayout, split_last, tile_layout
+from aimc_jax.tile._config import TileConfig
+from aimc_jax.tile._layout import TileLayout, split_last, tile_layout
 
 __all__ = ["DEFAULT_INPUT_RANGE", "INPUT_STD_ALPHA", "WEIGHT_MAPPINGS", "Ranges", "init_ranges"]
 

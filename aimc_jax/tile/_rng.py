@@ -111,3 +111,22 @@ def bits_to_normal(h):
     k = (h >> 9).astype(jnp.float32)
     u = (k + 0.5) * jnp.float32(2.0**-22) - 1.0
     return jnp.sqrt(jnp.float32(2.0)) * jax.lax.erf_inv(u)
+
+
+def _device_prng(config) -> str:
+    """The generator of a `TileConfig`'s per-chip draws (programming noise, drift exponents, read noise).
+
+    The hash generator when `config.noise_prng` is "hash", else the key's own
+    `jax.random.normal`: rbg-family bits are not vmap-invariant, and chips are
+    programmed and read out vmapped over layers and keys.
+    """
+    return "hash" if config.noise_prng == "hash" else "jax"
+
+
+def _normal(key, shape, prng: str):
+    """Standard normal float32 draws: the hash generator, the key's own, or an rbg-family key seeded from it."""
+    if prng == "hash":
+        return hash_normal(key, shape)
+    if prng != "jax":
+        key = jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl=prng)
+    return jax.random.normal(key, shape, jnp.float32)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from aimc_jax._config import TileConfig
+from aimc_jax.tile._config import TileConfig
 
 __all__ = ["TileLayout", "tile_layout"]
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from aimc_jax.tile import _device
+
 __all__ = ["TileConfig"]
 
 _PROGRAMMED_CONDUCTANCES = ("rescaled", "devices")
 _DRIFT_READOUTS = ("forward", "exact")
 _NOISE_PRNGS = ("hash", "jax", "rbg", "unsafe_rbg")
 _CROSSBAR_KERNELS = ("auto", "unrolled", "batched")
-_SHOWN_WHEN_SET = ("weight_noise",)  # added after results were cached: in repr only when not the default
+_SHOWN_WHEN_SET = ("weight_noise", "device")  # added after results were cached: in repr only when not the default
 
 
 def _check_resolution(name: str, value) -> None:
@@ -96,6 +98,10 @@ class TileConfig:
         generic device model (`gaussian_device`), for PT with less knowledge of the
         hardware than the chip it is evaluated on. Its gradient passes straight through;
         with drift compensation on, the read-out that sets alpha at t includes it.
+      device: the device model of each conductance, by name in `DEVICES` (a `Device`: programming
+        noise, drift exponents, drift, read noise): "pcm" (default, `PCM`: aihwkit's
+        `PCMLikeNoiseModel`) is the only one so far. The `*_scale` fields above scale its
+        effects, `g_max`, `t0`, `t_read` are its constants.
       crossbar_kernel: how `mvm` runs the crossbars, not what it computes (both give
         the same outputs and output noise up to float summation order): "unrolled"
         one small dot per crossbar, unrolled at trace time (fastest on XLA:CPU);
@@ -126,6 +132,7 @@ class TileConfig:
     drift_readout: str = "forward"
     noise_prng: str = "hash"
     weight_noise: float = 0.0
+    device: str = "pcm"
     crossbar_kernel: str = dataclasses.field(default="auto", repr=False)
 
     def __repr__(self) -> str:
@@ -174,6 +181,8 @@ class TileConfig:
             raise ValueError(f"TileConfig.drift_readout must be one of {_DRIFT_READOUTS}, got {self.drift_readout!r}")
         if self.noise_prng not in _NOISE_PRNGS:
             raise ValueError(f"TileConfig.noise_prng must be one of {_NOISE_PRNGS}, got {self.noise_prng!r}")
+        if self.device not in _device.DEVICES:
+            raise ValueError(f"TileConfig.device must be one of {tuple(_device.DEVICES)}, got {self.device!r}")
         if self.crossbar_kernel not in _CROSSBAR_KERNELS:
             raise ValueError(
                 f"TileConfig.crossbar_kernel must be one of {_CROSSBAR_KERNELS}, got {self.crossbar_kernel!r}"
