@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import aimc_jax as aj
-from aimc_jax.tile import DEVICES, PCM, Device, _device
+from aimc_jax.tile import DEVICES, PCM, Device, _device, register_device
 from aimc_jax.tile._device import device_of
 
 _OLD_DEFAULT_REPR = (
@@ -139,3 +139,22 @@ def test_a_new_device_runs_through_program_read_and_the_fresh_state_gradient(mon
     np.testing.assert_allclose(np.asarray(loss(w)), expected.sum(), rtol=1e-4, atol=1e-4)
     grad = np.asarray(jax.grad(loss)(w))
     np.testing.assert_allclose(grad, np.asarray(x).sum(0)[:, None] * factor * np.ones((1, 80)), rtol=1e-5, atol=1e-6)
+
+
+def test_register_device_makes_a_device_nameable_once():
+    toy = _undershooting_device()
+    toy = Device(name="toy-registered", programmed=toy.programmed, drift_exponent=toy.drift_exponent,
+                 drifted=toy.drifted, read=toy.read)  # fmt: skip
+    with pytest.raises(ValueError, match=r"TileConfig\.device must be one of"):
+        aj.TileConfig(device="toy-registered")
+    try:
+        assert register_device(toy) is toy and register_device(toy) is toy  # the same object again: a no-op
+        assert DEVICES["toy-registered"] is toy and device_of(aj.TileConfig(device="toy-registered")) is toy
+        with pytest.raises(ValueError, match="registered already"):
+            register_device(Device(name="toy-registered", programmed=abs, drift_exponent=abs, drifted=abs, read=abs))
+    finally:
+        _device._REGISTERED.pop("toy-registered", None)
+    with pytest.raises(ValueError, match="registered already"):
+        register_device(Device(name="pcm", programmed=abs, drift_exponent=abs, drifted=abs, read=abs))
+    with pytest.raises(TypeError, match="expected a Device"):
+        register_device("rram")

@@ -6,12 +6,12 @@
 
 `TileConfig` holds every number (static under jit), `Ranges` the layer's trainable
 ranges, `tile_layout` the 512 x 512 split, `Device` the physics of one conductance (`PCM`
-by default; `TileConfig.device` names it in `DEVICES`). Knows nothing about networks, data
-or optimisers; the package root re-exports these names but the three of the device protocol.
+by default; `TileConfig.device` names it in `DEVICES`, `register_device` adds one). Knows nothing about networks, data
+or optimisers; the package root re-exports these names but the four of the device protocol.
 """
 
 from aimc_jax.tile._config import TileConfig
-from aimc_jax.tile._device import DEVICES, PCM, Device
+from aimc_jax.tile._device import DEVICES, PCM, Device, register_device
 from aimc_jax.tile._layout import TileLayout, tile_layout
 from aimc_jax.tile._mvm import mvm
 from aimc_jax.tile._program import fresh_state, program, read
@@ -36,5 +36,6 @@ __all__ = [
     "mvm",
     "program",
     "read",
+    "register_device",
     "tile_layout",
 ]

@@ -6,8 +6,9 @@
     g_r = device.read(g_d, g_p, n3, t, config)         # 1/f read noise of one read-out
 
 A `Device` is chosen by name with `TileConfig.device` (`DEVICES`); `PCM` (`_pcm`) is the
-default and so far the only one. The tile keeps everything else: the differential pair and
-the weight-to-conductance map, the draws, drift compensation, the periphery.
+default and the only built-in one; `register_device` adds a user's own. The tile keeps
+everything else: the differential pair and the weight-to-conductance map, the draws, drift
+compensation, the periphery.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from aimc_jax.tile import _pcm
 
-__all__ = ["DEVICES", "PCM", "Device", "device_of"]
+__all__ = ["DEVICES", "PCM", "Device", "device_of", "register_device"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,9 +78,29 @@ PCM = Device(
 )
 """aihwkit's `PCMLikeNoiseModel` (`_pcm`): the default device."""
 
-DEVICES = types.MappingProxyType({"pcm": PCM})
-"""The devices `TileConfig.device` can name (read-only): a new device is a module of its pure functions and
-an entry here."""
+_REGISTERED: dict[str, Device] = {"pcm": PCM}
+DEVICES = types.MappingProxyType(_REGISTERED)
+"""The devices `TileConfig.device` can name (a read-only view; `register_device` adds one)."""
+
+
+def register_device(device: Device) -> Device:
+    """Make `device` nameable as `TileConfig(device=device.name)`; returns it.
+
+    Registering the same object again is a no-op; another device under a name already
+    taken raises (compiled programs and saved results key on the name, so a name must
+    keep meaning one device for the life of the process).
+
+    Raises:
+      TypeError: `device` is not a `Device`.
+      ValueError: its name is taken by another device.
+    """
+    if not isinstance(device, Device):
+        raise TypeError(f"register_device: expected a Device, got {type(device).__name__}")
+    taken = _REGISTERED.get(device.name)
+    if taken is not None and taken is not device:
+        raise ValueError(f"register_device: a device named {device.name!r} is registered already ({taken!r})")
+    _REGISTERED[device.name] = device
+    return device
 
 
 def device_of(config) -> Device:
