@@ -10,6 +10,7 @@ one carried buffer per crossbar (`tile._rng._weyl_index`). These tests read the 
 
 from __future__ import annotations
 
+import functools
 import re
 
 import jax
@@ -45,6 +46,7 @@ def test_hash_bits_equal_the_weyl_formula(shape):
         assert np.array_equal(np.asarray(_rng.hash_bits(key, shape)), expected)
 
 
+@functools.cache
 def _scanned_mvm_hlo() -> str:
     rng = np.random.default_rng(0)
     w = jnp.asarray(rng.normal(0, 0.1, (LAYERS, IN, OUT)), jnp.float32)

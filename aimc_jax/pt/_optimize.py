@@ -152,7 +152,7 @@ def _pt_step(theta, opt_state, ranges, batch, key, frozen, learning_rate, theta0
         opt_state.hyperparams["learning_rate"] = learning_rate
     updates, opt_state = log_step(transformation, grads, opt_state, values, log_params=theta)
     new = optax.apply_updates(theta, updates)
-    leaves = [jnp.exp(x) for x in jax.tree.leaves(new)]
+    leaves = jax.tree.leaves(from_log(new))
     ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v) & (v > 0)) for v in leaves]))
     moved = jax.tree.map(lambda a, b: jnp.all(jnp.abs(a - b) <= MAX_LOG_CHANGE), new, theta0)
     ok = ok & jnp.all(jnp.stack(jax.tree.leaves(moved)))
