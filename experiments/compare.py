@@ -70,11 +70,14 @@ def main():
     args = parser.parse_args()
     aj.enable_compilation_cache()
     config = aj.TileConfig()
-    settings = study.StudySettings(
-        seeds=args.seeds, chunk=args.chunk, max_eval=args.max_eval, calib=args.calib, pt_steps=args.pt_steps,
-        pt_lr=args.pt_lr, pt_batch=args.pt_batch, hwa_max_train=args.hwa_max_train,
-        hwa_range_rule=args.hwa_range_rule,
-    )  # fmt: skip
+    try:  # bad settings (e.g. --seeds 1) stop here, before any training
+        settings = study.StudySettings(
+            seeds=args.seeds, chunk=args.chunk, max_eval=args.max_eval, calib=args.calib, pt_steps=args.pt_steps,
+            pt_lr=args.pt_lr, pt_batch=args.pt_batch, hwa_max_train=args.hwa_max_train,
+            hwa_range_rule=args.hwa_range_rule,
+        )  # fmt: skip
+    except ValueError as err:
+        parser.error(str(err))
 
     def report(result):  # after every condition: partial tables
         title = "FP / naive / PT / HWA comparisons, all-MiniLM-L6-v2"

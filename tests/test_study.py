@@ -73,6 +73,8 @@ def test_conditions_are_data_and_refuse_impossible_sources():
             study.Condition(name="x", **bad)
     with pytest.raises(ValueError, match="seeds must be >= 1"):
         study.StudySettings(seeds=0)
+    with pytest.raises(ValueError, match=r"seeds must be >= 2 \(the claims are paired CIs"):
+        study.StudySettings(seeds=1)  # refused up front: check_claim's paired_ci needs two chips
     assert study.StudySettings(times=(3600, 86400)).times == (3600.0, 86400.0)  # floats, as in the keys
 
 

@@ -91,7 +91,7 @@ class StudySettings:
 
     Attributes:
       times: drift times in seconds (floats: they enter the keys as JSON).
-      seeds: chips 0..seeds-1, the same in every condition (seed k = chip k).
+      seeds: chips 0..seeds-1, the same in every condition (seed k = chip k); at least 2.
       chunk: seeds per cached evaluation cell.
       max_eval: scored examples per task (a seeded subset when the eval split is larger).
       calib: training examples for the naive ranges and for PT.
@@ -120,6 +120,10 @@ class StudySettings:
         for name in ("seeds", "chunk", "max_eval", "calib", "pt_steps", "pt_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"StudySettings: {name} must be >= 1, got {getattr(self, name)}")
+        if self.seeds < 2:  # before any training or evaluation, not after hours of it
+            raise ValueError(
+                f"StudySettings: seeds must be >= 2 (the claims are paired CIs over chips), got {self.seeds}"
+            )
         if self.hwa_max_train is not None and self.hwa_max_train < 1:
             raise ValueError(f"StudySettings: hwa_max_train must be >= 1 or None, got {self.hwa_max_train}")
         if not self.pt_lr > 0:
