@@ -2,7 +2,7 @@
 
     python experiments/bench_pt.py [--models minilm,roberta-base] [--shapes 32x128,16x32] [--steps 6]
                                    [--repeats 3] [--out experiments/results/bench_pt.md]
-                                   [--skip-compile] [--skip-memory]
+                                   [--skip-compile] [--skip-memory] [--cold-only]
 
 For each model (all-MiniLM-L6-v2 with its real weights; a roberta-base-sized encoder
 with random weights; both with a 2-class head) and batch shape B x L (random token
@@ -48,6 +48,7 @@ import aimc_jax as aj
 from aimc_jax import pt
 from aimc_jax.data import task_spec
 from aimc_jax.models import Encoder
+from aimc_jax.pt._optimize import _pt_step
 from aimc_jax.training import (
     HWAConfig,
     add_input_ranges,
@@ -194,20 +195,15 @@ def hwa_program(module, variables, ranges, cfg, mode: str, scan: bool = False, r
 
 
 def pt_step_program(module, variables, cfg, ranges, remat: bool = False):
-    """(PT step, its arguments but the batch and key): `optimize_ranges`' jitted step, mirrored."""
+    """(PT step, its arguments but batch and key): the jitted step of `optimize_ranges` (`pt._optimize._pt_step`)."""
     objective = pt.task_objective(module, variables, cfg, TASK, t=T, remat=remat)
     theta = pt.split_ranges(ranges, ("column", "input"), tuple(ranges))
     optimizer = optax.adam(PT_LR)
 
-    def step(theta, opt_state, ranges, frozen, batch, key):
-        def loss_fn(th):
-            return objective.fn(pt.merge_ranges(ranges, th), batch, key, frozen)
-
-        loss, grads = jax.value_and_grad(loss_fn)(theta)
-        updates, opt_state = optimizer.update(grads, opt_state, theta)
-        new = optax.apply_updates(theta, updates)
-        ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(jnp.exp(x)) & (jnp.exp(x) > 0)) for x in jax.tree.leaves(new)]))
-        return new, opt_state, loss, jnp.isfinite(loss) & ok
+    def step(theta, opt_state, ranges, frozen, batch, key):  # learning rate: part of `optimizer` (not injected)
+        return _pt_step(
+            theta, opt_state, ranges, batch, key, frozen, jnp.float32(PT_LR), theta, fn=objective.fn, tx=optimizer
+        )
 
     return step, (theta, optimizer.init(theta), ranges, objective.frozen)
 
@@ -418,8 +414,8 @@ NOTES = """\
   `clip_weights` before training and after every step; reduced mode: weight noise only, no projection.
 - Compile times and peak memory were measured at the first shape ({first}), each in a fresh subprocess without the
   persistent compilation cache: compile = `jax.jit(fn).lower(*args).compile()` (tracing included) of
-  `analog_forward` (program + read + apply), the PT step (`optimize_ranges`' step mirrored with
-  `pt.split_ranges`/`merge_ranges` and `optax.adam`), the float forward and the float train step. Peak RSS =
+  `analog_forward` (program + read + apply), the PT step (the jitted step `optimize_ranges` runs, with
+  `optax.adam`), the float forward and the float train step. Peak RSS =
   `ru_maxrss` at the child's end (model loading and the JAX runtime included; on CPU the device buffers are host
   memory): {chips} chips through `map_chips(analog_forward, strategy="loop")`, and {pt_steps} `optimize_ranges` steps.
   Peak RSS after loading the model, in the same children: {loaded}.
@@ -453,6 +449,11 @@ def main():
     parser.add_argument("--skip-compile", action="store_true", help="no cold-cache compile times")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory subprocesses")
     parser.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="only the compile-time and peak-memory subprocesses (at the first shape), no steady-state timings",
+    )
+    parser.add_argument(
         "--remat",
         default="roberta-base",
         help="models (or model@shape) whose PT objective recomputes layers (remat=True), comma-separated",
@@ -485,6 +486,10 @@ def main():
     shapes = [s.strip() for s in args.shapes.split(",")]
     for s in shapes:
         parse_shape(s)
+    if args.cold_only and args.skip_compile and args.skip_memory:
+        parser.error("--cold-only with both --skip-compile and --skip-memory measures nothing")
+    if args.cold_only:
+        shapes = shapes[:1]
     kinds = (() if args.skip_compile else COMPILE_KINDS) + (() if args.skip_memory else MEMORY_KINDS)
     lines = header(args)
     loaded = []
@@ -496,7 +501,7 @@ def main():
             results[shapes[0]][kind] = r["value"] if isinstance(r, dict) else r
             if isinstance(r, dict):
                 loaded.append(f"{name} {kind} {r['loaded_gib']:.2f} GiB")
-        for s in shapes:
+        for s in () if args.cold_only else shapes:
             results[s].update(bench(name, s, args))
         rows = table(name, results)
         print("\n" + "\n".join(rows), flush=True)
