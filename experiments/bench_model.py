@@ -6,7 +6,8 @@
 For each model (all-MiniLM-L6-v2 with its real weights; a roberta-base-sized
 encoder with random weights), on one batch of `batch x length` tokens, prints
 tokens/s and ratios of: the float forward (jit); the analog forward with the
-default `TileConfig` on a programmed, read-out chip (steady state); programming +
+default `TileConfig` on a programmed, read-out chip (steady state), and on the same chip
+without output noise (`out_noise=0`: what the noise draws cost); programming +
 read-out per chip; `chips` chips mapped with vmap, lax.map, lax.map in chunks
 (vmap over `chunk` chips per step) and a Python loop;
 aihwkit-lightning's analog forward (torch, if installed); compile times (kept out of
@@ -16,6 +17,7 @@ the steady-state figures) and XLA's memory estimate of each compiled program.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import sys
 import time
@@ -144,6 +146,12 @@ def bench(name: str, args) -> list[str]:
         return aj.analog_apply(module, v, r, s, i, m, cfg, key=key)
 
     add("analog forward, 1 chip (steady state)", apply, variables, ranges, state, jax.random.key(1), ids, mask)
+    quiet = dataclasses.replace(cfg, out_noise=0.0)  # what the output noise costs: the same chip without it
+
+    def apply_quiet(v, r, s, key, i, m):
+        return aj.analog_apply(module, v, r, s, i, m, quiet, key=key)
+
+    add("analog forward, 1 chip, no output noise", apply_quiet, variables, ranges, state, jax.random.key(1), ids, mask)
     n = args.chips
     keys = jax.random.split(jax.random.key(2), n)
     # one chip programmed at a time (a vmap would hold every chip's programming arrays at once)
