@@ -223,3 +223,16 @@ def test_a_pt_unit_is_the_earlier_compare_scripts_pt(cached):
     for name in old.ranges:
         for f in ("column", "input"):
             np.testing.assert_array_equal(getattr(new[name], f), getattr(old.ranges[name], f), err_msg=name)
+
+
+def test_pt_units_with_the_same_settings_share_one_compiled_step(tiny, monkeypatch, tmp_path):
+    """Two conditions' PT units (same model shapes and settings) compile the PT step once, not once per unit."""
+    gm = tiny[0]
+    monkeypatch.setenv("AIMC_JAX_CACHE", str(tmp_path))  # nothing cached: both units run PT
+    config = aj.TileConfig()
+    start = study.naive_ranges(gm, config, SETTINGS)
+    study.pt_unit(gm, start, config, SETTINGS, "PT")
+    compiled = pt._optimize._pt_step._cache_size()
+    study.pt_unit(gm, start, config, SETTINGS, "another PT")
+    assert pt._optimize._pt_step._cache_size() == compiled
+    assert len(list(tmp_path.rglob("*.npz"))) == 2  # both units ran and were saved

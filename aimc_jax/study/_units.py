@@ -13,6 +13,7 @@ setting computes a new unit and leaves the old one in place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -138,6 +139,16 @@ def pt_path(gm: GlueModel, name: str, identity: dict) -> Path:
     return cache_dir("pt") / f"{gm.checkpoint_dir.name}-{name.replace(' ', '_')}-{tag(identity)}.npz"
 
 
+@functools.cache
+def _pt_optimizer(lr: float, steps: int) -> optax.GradientTransformation:
+    """Adam with cosine decay from `lr` to a tenth over `steps`: one object per setting.
+
+    `optimize_ranges` compiles its step once per objective and transformation object, so
+    every PT unit of a study with the same model shapes reuses one compiled step.
+    """
+    return optax.adam(optax.cosine_decay_schedule(lr, steps, alpha=0.1))
+
+
 def pt_unit(gm: GlueModel, start, config, settings: StudySettings, name: str, *, cached_only=False) -> dict:
     """PT of gamma and beta from `start` on `gm`'s calibration data; cached as an .npz with its identity.
 
@@ -160,12 +171,11 @@ def pt_unit(gm: GlueModel, start, config, settings: StudySettings, name: str, *,
     # optimize_task_ranges' recipe (task loss, Adam on log ranges, cosine decay to a tenth, a fresh chip per
     # step) with the schedule inside a ready optimiser, as the cached units were made: the other compiled
     # program rounds differently (~5e-7 after one step), and the quantisers amplify that within a few steps
-    schedule = optax.cosine_decay_schedule(settings.pt_lr, settings.pt_steps, alpha=0.1)
     res = optimize_ranges(
         task_objective(gm.module, gm.variables, config, gm.eval.task, t=settings.times),
         start,
         batches,
-        optax.adam(schedule),
+        _pt_optimizer(settings.pt_lr, settings.pt_steps),
         steps=settings.pt_steps,
         key=jax.random.key(PT_SEED + zlib.crc32(name.encode()) % 10_000),
         checked=True,  # the first batch in the checked mode: NaN/inf and bad ranges named, not scored
