@@ -15,6 +15,7 @@ import json
 import platform
 import shlex
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,8 @@ def _plot(rows: list[dict], path: Path, title: str) -> None:
     for ax in list(axes.flat)[len(tasks) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
+    # wrapped to the figure's width: a long title was cut at the edges
+    fig.suptitle(textwrap.fill(title, width=50 * cols, break_on_hyphens=False), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
