@@ -142,16 +142,16 @@ def bench(name: str, args) -> list[str]:
     add("program + read, per chip", program_read, variables, ranges, jax.random.key(0))
     state = jax.jit(program_read)(variables, ranges, jax.random.key(0))
 
-    def apply(v, r, s, key, i, m):
-        return aj.analog_apply(module, v, r, s, i, m, cfg, key=key)
+    def applying(c):
+        def apply(v, r, s, key, i, m):
+            return aj.analog_apply(module, v, r, s, i, m, c, key=key)
 
+        return apply
+
+    apply = applying(cfg)
     add("analog forward, 1 chip (steady state)", apply, variables, ranges, state, jax.random.key(1), ids, mask)
-    quiet = dataclasses.replace(cfg, out_noise=0.0)  # what the output noise costs: the same chip without it
-
-    def apply_quiet(v, r, s, key, i, m):
-        return aj.analog_apply(module, v, r, s, i, m, quiet, key=key)
-
-    add("analog forward, 1 chip, no output noise", apply_quiet, variables, ranges, state, jax.random.key(1), ids, mask)
+    quiet = applying(dataclasses.replace(cfg, out_noise=0.0))  # what the output noise costs: the same chip without it
+    add("analog forward, 1 chip, no output noise", quiet, variables, ranges, state, jax.random.key(1), ids, mask)
     n = args.chips
     keys = jax.random.split(jax.random.key(2), n)
     # one chip programmed at a time (a vmap would hold every chip's programming arrays at once)
